@@ -1,0 +1,1 @@
+"""Modules shared by the Spark jobs; shipped to Spark with --py-files."""
