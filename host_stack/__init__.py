@@ -1,0 +1,1 @@
+"""Starts and stops the local stack as plain processes (host mode): LocalStack, Spark, Airflow."""

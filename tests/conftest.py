@@ -1,0 +1,95 @@
+"""Fixtures shared by every test: a real local SparkSession and a real LocalStack process."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+
+import pytest
+
+from host_stack.localstack import LocalStack, create_buckets, find_localstack_python, free_port
+from spark_jobs.common.storage import Storage
+
+# Spark resolves this machine's hostname oddly (FACTS.md); bind everything to loopback.
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+# Python workers default to `python3` on PATH, which outside an activated venv lacks pyarrow.
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One small local[2] SparkSession for the whole test run (JVM start dominates test time)."""
+    from pyspark.sql import SparkSession
+
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("pipeline-tests")
+        .config("spark.sql.shuffle.partitions", "4")
+        .config("spark.default.parallelism", "4")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .getOrCreate()
+    )
+    yield session
+    session.stop()
+
+
+@dataclass(frozen=True)
+class LocalStackInfo:
+    """A running LocalStack for the tests: where it listens and the bucket made for them."""
+
+    endpoint_url: str
+    bucket: str
+    region: str = "us-east-1"
+    access_key: str = "test"
+    secret_key: str = "test"
+
+    def spark_s3_conf(self) -> dict[str, str]:
+        """The spark.hadoop.fs.s3a.* keys a launcher would set for this endpoint."""
+        return {
+            "spark.hadoop.fs.s3a.endpoint": self.endpoint_url,
+            "spark.hadoop.fs.s3a.endpoint.region": self.region,
+            "spark.hadoop.fs.s3a.path.style.access": "true",
+            "spark.hadoop.fs.s3a.connection.ssl.enabled": "false",
+            "spark.hadoop.fs.s3a.access.key": self.access_key,
+            "spark.hadoop.fs.s3a.secret.key": self.secret_key,
+        }
+
+
+@pytest.fixture(scope="session")
+def localstack(tmp_path_factory):
+    """The real LocalStack as a process on a free port, with one empty test bucket."""
+    python = find_localstack_python()
+    if python is None:
+        pytest.fail(
+            "LOCALSTACK_PYTHON is not set: run the tests through `nox -s tests`, which installs "
+            "LocalStack in its own Python 3.13 venv and sets it (or set it to that venv's python)"
+        )
+    stack = LocalStack(python, port=free_port(), state_dir=tmp_path_factory.mktemp("localstack"))
+    with stack:
+        info = LocalStackInfo(endpoint_url=stack.endpoint_url, bucket="pipeline-tests")
+        create_buckets(info.endpoint_url, [info.bucket], region=info.region)
+        yield info
+
+
+@pytest.fixture
+def s3_storage(spark, localstack):
+    """A Storage built the way the jobs build it: Storage(spark) reading spark.hadoop.fs.s3a.*.
+
+    The keys are set on the shared session at runtime and removed afterwards, so other tests
+    see the session as it was.
+    """
+    conf = localstack.spark_s3_conf()
+    previous = {key: spark.conf.get(key, None) for key in conf}
+    for key, value in conf.items():
+        spark.conf.set(key, value)
+    try:
+        yield Storage(spark)
+    finally:
+        for key, value in previous.items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)
