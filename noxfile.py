@@ -98,7 +98,9 @@ def _localstack_python(session: nox.Session) -> str:
     shutil.rmtree(LOCALSTACK_VENV, ignore_errors=True)
     uv = _uv()
     if uv:
-        session.run_install(uv, "venv", "--quiet", "--python", base, str(LOCALSTACK_VENV), external=True)
+        session.run_install(
+            uv, "venv", "--quiet", "--python", base, str(LOCALSTACK_VENV), external=True
+        )
         session.run_install(
             uv, "pip", "sync", "--quiet", "--python", str(python), str(LOCALSTACK_LOCK),
             external=True,
@@ -137,6 +139,17 @@ def bench(session: nox.Session) -> None:
     _install_lock(session)
     env = {"LOCALSTACK_PYTHON": _localstack_python(session), "SPARK_LOCAL_IP": "127.0.0.1"}
     session.run("python", "-m", "tests.benchmarks.run", *session.posargs, env=env)
+
+
+@nox.session(python=PYTHON)
+def build_jobs(session: nox.Session) -> None:
+    """Build the Spark job artifact in dist/spark_jobs/; `-- --upload` also puts it in
+    s3://<DATA_BUCKET>/<EMR_JOB_ARTIFACT_PREFIX>/ of PIPELINE_ENV (before the aws DAGs run)."""
+    _install_lock(session)
+    session.run(
+        "python", "-m", "orchestration.artifact", "--out", "dist/spark_jobs", *session.posargs,
+        env={"PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
 
 
 @nox.session(python=PYTHON, venv_backend="none")

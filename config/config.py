@@ -70,7 +70,7 @@ _REGION_RE = re.compile(r"[a-z]{2}(-[a-z]+)+-\d+")
 _PREFIX_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*")
 _SPARK_STANDALONE_RE = re.compile(r"spark://(?P<host>[^\s:/]+):(?P<port>\d+)")
 _SPARK_LOCAL_RE = re.compile(r"local\[(\*|[1-9]\d*)(,[1-9]\d*)?\]")
-_EMR_RELEASE_RE = re.compile(r"emr-\d+\.\d+\.\d+")
+_EMR_RELEASE_RE = re.compile(r"emr-(spark-)?\d+\.\d+\.\d+")
 _CRON_ITEM_RE = re.compile(r"(\*|[A-Za-z0-9]+(?:-[A-Za-z0-9]+)?)(?:/(\d+))?")
 _MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
 _DAYS = ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")
@@ -183,7 +183,7 @@ def _check_region(region: str) -> str:
 
 def _check_emr_release(label: str) -> str:
     if not _EMR_RELEASE_RE.fullmatch(label):
-        raise ValueError("is not an EMR release label of the form emr-X.Y.Z")
+        raise ValueError("is not an EMR release label of the form emr-spark-X.Y.Z or emr-X.Y.Z")
     return label
 
 
@@ -276,7 +276,7 @@ class Settings(BaseSettings):
     emr_release_label: str | None = _setting(
         None,
         description="EMR release of the per-job clusters (aws only).",
-        expected="an EMR release label like emr-7.12.0",
+        expected="an EMR release label like emr-spark-8.0.0",
     )
     emr_cluster_config: str | None = _setting(
         None,
@@ -502,7 +502,7 @@ def _read_settings_file(path: Path, shown: str, env: str) -> dict[str, str]:
         elif key == "PIPELINE_ENV":
             problems.append(f"{where}: PIPELINE_ENV is chosen by the folder name; remove it")
         elif key not in KEYS:
-            import difflib  # noqa: PLC0415 - only this error path needs it; keeps import cheap
+            import difflib
 
             close = difflib.get_close_matches(key, KEYS, n=1)
             hint = f"did you mean {close[0]}?" if close else "known keys: " + ", ".join(KEYS)

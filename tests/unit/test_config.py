@@ -93,7 +93,7 @@ def test_aws_env_loads_without_endpoint_or_keys() -> None:
     assert settings.aws_access_key_id is None
     assert settings.aws_secret_access_key is None
     assert settings.spark_master == "yarn"
-    assert settings.emr_release_label == "emr-7.12.0"
+    assert settings.emr_release_label == "emr-spark-8.0.0"
     assert settings.emr_cluster_config_path == DEFAULT_ENVS_DIR / "aws" / "emr_cluster.json"
     assert settings.emr_job_artifacts_uri == "s3://builditall-data/artifacts/spark_jobs"
 
@@ -240,7 +240,7 @@ def test_emr_settings_are_required_on_aws(tmp_path: Path) -> None:
     assert message.startswith("EMR_RELEASE_LABEL is not set (")
     assert str(tmp_path / "envs" / "aws" / "settings.env") in message
     assert "required when PIPELINE_ENV=aws" in message
-    assert "expected an EMR release label like emr-7.12.0" in message
+    assert "expected an EMR release label like emr-spark-8.0.0" in message
 
 
 @pytest.mark.parametrize(
@@ -282,7 +282,7 @@ def test_malformed_value_from_environment(key: str, value: str, reason: str, exp
 @pytest.mark.parametrize(
     ("key", "value", "expected"),
     [
-        ("EMR_RELEASE_LABEL", "7.12.0", "an EMR release label like emr-7.12.0"),
+        ("EMR_RELEASE_LABEL", "7.12.0", "an EMR release label like emr-spark-8.0.0"),
         ("EMR_CLUSTER_CONFIG", "../emr_cluster.json", "a .json path relative to envs/<env>/"),
         ("EMR_CLUSTER_CONFIG", "emr_cluster.yaml", "a .json path relative to envs/<env>/"),
         ("EMR_JOB_ARTIFACT_PREFIX", "artifacts//jobs", "a key prefix like artifacts/spark_jobs"),
