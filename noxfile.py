@@ -1,13 +1,15 @@
 """Every command a developer or CI runs: `nox -l` lists them.
 
-Set-up is part of each session: a fresh machine needs only `pip install "nox[uv]"`. Sessions install
-the pinned lock (requirements.txt + requirements-dev.txt) into their own virtualenv under .nox/,
-and LocalStack into its own Python >= 3.13 virtualenv (it cannot share Airflow's pins; FACTS.md).
+Set-up is part of each session: a fresh machine needs only `pip install "nox[uv]"`. The pipeline
+sessions share one virtualenv with the pinned lock (requirements.txt + requirements-dev.txt) in
+.nox/_pipeline, and LocalStack gets its own Python >= 3.13 one in .nox/_localstack (it cannot share
+Airflow's pins; FACTS.md). Each is rebuilt only when its lock changes.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -18,10 +20,12 @@ from pathlib import Path
 import nox
 
 ROOT = Path(__file__).parent
+PYTHON_VERSION = (3, 11)
 PYTHON = "3.11"
 LOCK = ("requirements.txt", "requirements-dev.txt")
 LOCALSTACK_LOCK = ROOT / "envs/local/localstack-requirements.txt"
 LOCALSTACK_VENV = ROOT / ".nox/_localstack"
+PIPELINE_VENV = ROOT / ".nox/_pipeline"
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = True
@@ -42,16 +46,91 @@ def _pins(*names: str) -> list[str]:
     return [pins[name.lower()] for name in names]
 
 
-def _install_lock(session: nox.Session) -> None:
-    """Install exactly the lock. --no-deps: the lock is complete, and it deliberately leaves out
-    pyspark-client, which the Spark provider asks for but full pyspark replaces (overrides.txt)."""
-    stamp = Path(session.virtualenv.location) / ".lock-sha256"
-    digest = hashlib.sha256(b"".join((ROOT / f).read_bytes() for f in LOCK)).hexdigest()
-    if stamp.exists() and stamp.read_text() == digest:
-        session.log("lock unchanged since the last install; skipping")
-        return
-    session.install("--no-deps", *(arg for lock in LOCK for arg in ("-r", lock)))
+def _find_python(version: tuple[int, int], exact: bool, override_var: str) -> str:
+    """An interpreter of `version` (or newer unless exact): $override_var, PATH, or pyenv's."""
+    name = f"python{version[0]}.{version[1]}"
+    candidates = [os.environ.get(override_var), shutil.which(name)]
+    if version == sys.version_info[:2]:
+        candidates.insert(1, sys.executable)
+    pyenv_root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
+    candidates += sorted(str(p) for p in pyenv_root.glob("versions/3.*/bin/python3"))
+    check = "==" if exact else ">="
+    for candidate in filter(None, candidates):
+        probe = subprocess.run(
+            [candidate, "-c", f"import sys; print(sys.version_info[:2] {check} {version})"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if probe.stdout.strip() == "True":
+            return candidate
+    wanted = f"Python {version[0]}.{version[1]}{'' if exact else '+'}"
+    raise nox.command.CommandFailed(
+        f"{wanted} not found (tried ${override_var}, {name} on PATH, pyenv versions). "
+        f"Install it (pyenv install {version[0]}.{version[1]}, or your OS package) or set "
+        f"{override_var}=/path/to/{name}."
+    )
+
+
+def _venv(session: nox.Session, venv: Path, base: str, locks: list[Path]) -> Path:
+    """A virtualenv holding exactly `locks`, rebuilt only when a lock changes. --no-deps: the
+    locks are complete, and requirements.txt deliberately leaves out pyspark-client, which the
+    Spark provider asks for but full pyspark replaces (overrides.txt)."""
+    python = venv / "bin/python"
+    stamp = venv / ".lock-sha256"
+    digest = hashlib.sha256(b"".join(lock.read_bytes() for lock in locks)).hexdigest()
+    if python.exists() and stamp.exists() and stamp.read_text() == digest:
+        return python
+    session.log(f"building {venv.relative_to(ROOT)} from {[str(lock.name) for lock in locks]}")
+    shutil.rmtree(venv, ignore_errors=True)
+    requirements = [arg for lock in locks for arg in ("-r", str(lock))]
+    uv = _uv()
+    if uv:
+        session.run_install(uv, "venv", "--quiet", "--python", base, str(venv), external=True)
+        session.run_install(
+            uv, "pip", "install", "--quiet", "--no-deps", "--python", str(python), *requirements,
+            external=True,
+        )  # fmt: skip
+    else:
+        session.run_install(base, "-m", "venv", str(venv), external=True)
+        session.run_install(
+            str(python), "-m", "pip", "install", "--quiet", "--no-deps", *requirements,
+            external=True,
+        )  # fmt: skip
     stamp.write_text(digest)
+    return python
+
+
+def _pipeline_env(session: nox.Session) -> dict[str, str]:
+    """The environment every pipeline session runs in: one shared virtualenv with the whole lock
+    (Airflow, Spark, test tools), whose bin/ is first on PATH because Airflow and
+    SparkSubmitOperator spawn `airflow` and `spark-submit` by name, plus LocalStack's Python."""
+    python = _venv(
+        session,
+        PIPELINE_VENV,
+        _find_python(PYTHON_VERSION, exact=True, override_var="PIPELINE_BASE_PYTHON"),
+        [ROOT / lock for lock in LOCK],
+    )
+    localstack = _venv(
+        session,
+        LOCALSTACK_VENV,
+        _find_python((3, 13), exact=False, override_var="LOCALSTACK_BASE_PYTHON"),
+        [LOCALSTACK_LOCK],
+    )
+    return {
+        "PATH": f"{python.parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "VIRTUAL_ENV": str(PIPELINE_VENV),
+        "PYSPARK_PYTHON": str(python),
+        "LOCALSTACK_PYTHON": str(localstack),
+        "SPARK_LOCAL_IP": "127.0.0.1",
+        "PYTHONPATH": str(ROOT),
+    }
+
+
+def _run(session: nox.Session, env: dict[str, str], *args: str, **kwargs) -> str | bool | None:
+    """Run a command of the pipeline virtualenv (never the host's namesake)."""
+    program = Path(env["VIRTUAL_ENV"]) / "bin" / args[0]
+    return session.run(str(program), *args[1:], env=env, external=True, **kwargs)
 
 
 def _uv() -> str | None:
@@ -65,56 +144,6 @@ def _uv() -> str | None:
     return find_uv_bin()
 
 
-def _python_313() -> str:
-    """A Python >= 3.13 for LocalStack: $LOCALSTACK_BASE_PYTHON, python3.13 on PATH, or pyenv's."""
-    candidates = [os.environ.get("LOCALSTACK_BASE_PYTHON"), shutil.which("python3.13")]
-    pyenv_root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
-    candidates += sorted(str(p) for p in pyenv_root.glob("versions/3.1[3-9]*/bin/python3"))
-    for candidate in filter(None, candidates):
-        probe = subprocess.run(
-            [candidate, "-c", "import sys; print(sys.version_info >= (3, 13))"],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if probe.stdout.strip() == "True":
-            return candidate
-    raise nox.command.CommandFailed(
-        "LocalStack needs Python >= 3.13 and none was found (tried $LOCALSTACK_BASE_PYTHON, "
-        "python3.13 on PATH, pyenv versions). Install one (`pyenv install 3.13` or your OS "
-        "package) or set LOCALSTACK_BASE_PYTHON=/path/to/python3.13."
-    )
-
-
-def _localstack_python(session: nox.Session) -> str:
-    """LocalStack's own virtualenv, built once from its lock (pinned to its release date)."""
-    python = LOCALSTACK_VENV / "bin/python"
-    stamp = LOCALSTACK_VENV / ".lock-sha256"
-    digest = hashlib.sha256(LOCALSTACK_LOCK.read_bytes()).hexdigest()
-    if python.exists() and stamp.exists() and stamp.read_text() == digest:
-        return str(python)
-    base = _python_313()
-    session.log(f"building LocalStack's virtualenv in {LOCALSTACK_VENV} with {base}")
-    shutil.rmtree(LOCALSTACK_VENV, ignore_errors=True)
-    uv = _uv()
-    if uv:
-        session.run_install(
-            uv, "venv", "--quiet", "--python", base, str(LOCALSTACK_VENV), external=True
-        )
-        session.run_install(
-            uv, "pip", "sync", "--quiet", "--python", str(python), str(LOCALSTACK_LOCK),
-            external=True,
-        )  # fmt: skip
-    else:
-        session.run_install(base, "-m", "venv", str(LOCALSTACK_VENV), external=True)
-        session.run_install(
-            str(python), "-m", "pip", "install", "--quiet", "--no-deps", "-r", str(LOCALSTACK_LOCK),
-            external=True,
-        )  # fmt: skip
-    stamp.write_text(digest)
-    return str(python)
-
-
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
     """ruff check, ruff format --check, then every pre-commit hook on every file."""
@@ -124,32 +153,69 @@ def lint(session: nox.Session) -> None:
     session.run("pre-commit", "run", "--all-files", "--show-diff-on-failure")
 
 
-@nox.session(python=PYTHON)
+# Pipeline sessions share one virtualenv (.nox/_pipeline): the stack a session starts keeps
+# using it, and a 1 GB environment is built once, not once per session.
+pipeline_session = nox.session(venv_backend="none")
+
+
+@pipeline_session
 def tests(session: nox.Session) -> None:
     """Unit and component tests: real Spark, real LocalStack, real Airflow; moto only for EMR."""
-    _install_lock(session)
-    env = {"LOCALSTACK_PYTHON": _localstack_python(session), "SPARK_LOCAL_IP": "127.0.0.1"}
-    args = session.posargs or ["tests", "--ignore=tests/e2e"]
-    session.run("pytest", *args, env=env)
+    env = _pipeline_env(session)
+    _run(session, env, "pytest", *(session.posargs or ["tests", "--ignore=tests/e2e"]))
 
 
-@nox.session(python=PYTHON)
+@pipeline_session
 def bench(session: nox.Session) -> None:
     """Benchmarks: figures to bench-results/ (JSON + markdown), never pass/fail on time."""
-    _install_lock(session)
-    env = {"LOCALSTACK_PYTHON": _localstack_python(session), "SPARK_LOCAL_IP": "127.0.0.1"}
-    session.run("python", "-m", "tests.benchmarks.run", *session.posargs, env=env)
+    env = _pipeline_env(session)
+    _run(session, env, "python", "-m", "tests.benchmarks.run", *session.posargs)
 
 
-@nox.session(python=PYTHON)
+@pipeline_session
+def up(session: nox.Session) -> None:
+    """Start the local stack as host processes (LocalStack, Spark, Airflow); print the login."""
+    env = _pipeline_env(session)
+    _run(session, env, "python", "-m", "host_stack", "up", *session.posargs)
+
+
+@pipeline_session
+def down(session: nox.Session) -> None:
+    """Stop every process of the local stack (`nox -s down -- --clean` also deletes .stack/)."""
+    env = _pipeline_env(session)
+    _run(session, env, "python", "-m", "host_stack", "down", *session.posargs)
+
+
+@pipeline_session
+def pipeline(session: nox.Session) -> None:
+    """Run both DAGs for a day on the local stack, starting it if needed.
+
+    `nox -s pipeline -- [--date 2026-01-15] [--down]`."""
+    env = _pipeline_env(session)
+    _run(session, env, "python", "-m", "host_stack", "run-pipeline", *session.posargs)
+
+
+@pipeline_session
+def e2e_local(session: nox.Session) -> None:
+    """End-to-end tests through Airflow's REST API and S3 on the local stack.
+
+    Starts the stack if needed and leaves it up for the next cycle: `nox -s e2e_local down`
+    stops it afterwards."""
+    env = _pipeline_env(session)
+    _run(session, env, "python", "-m", "host_stack", "up")
+    out = _run(session, env, "python", "-m", "host_stack", "env", "--json", silent=True)
+    env.update(json.loads(str(out).strip().splitlines()[-1]))
+    _run(session, env, "pytest", "tests/e2e", *session.posargs)
+
+
+@pipeline_session
 def build_jobs(session: nox.Session) -> None:
-    """Build the Spark job artifact in dist/spark_jobs/; `-- --upload` also puts it in
-    s3://<DATA_BUCKET>/<EMR_JOB_ARTIFACT_PREFIX>/ of PIPELINE_ENV (before the aws DAGs run)."""
-    _install_lock(session)
-    session.run(
-        "python", "-m", "orchestration.artifact", "--out", "dist/spark_jobs", *session.posargs,
-        env={"PYTHONPATH": str(ROOT)},
-    )  # fmt: skip
+    """Build the EMR job artifact in dist/spark_jobs/ (`-- --upload` also uploads it).
+
+    The upload goes to s3://<DATA_BUCKET>/<EMR_JOB_ARTIFACT_PREFIX>/ of PIPELINE_ENV."""
+    env = _pipeline_env(session)
+    _run(session, env, "python", "-m", "orchestration.artifact", "--out", "dist/spark_jobs",
+         *session.posargs)  # fmt: skip
 
 
 @nox.session(python=PYTHON, venv_backend="none")

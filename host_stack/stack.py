@@ -1,0 +1,705 @@
+"""The whole local stack in host mode (no Docker): LocalStack, a Spark standalone pair and Airflow.
+
+`Stack.up()` starts what is not running yet, concurrently where it can, and waits until every
+component answers; `down()` stops every process it started (each runs in its own process group,
+recorded in <state_dir>/pids/); `status()` says what runs. The state dir (default .stack/,
+gitignored) also holds the logs, AIRFLOW_HOME and LocalStack's files. The twin in Docker mode is
+docker-compose.yml + docker-compose.local.yml.
+
+Ports are the only settings of the stack itself (`StackSettings`, from the environment); the
+pipeline's own settings come from config/ with the stack's ports applied, so the DAGs, the jobs
+and the tests all see one LocalStack endpoint and one Spark master.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit, urlunsplit
+
+import psutil
+
+from host_stack.airflow import COMPONENTS as AIRFLOW_COMPONENTS
+from host_stack.airflow import AirflowHost
+from host_stack.localstack import LocalStack, create_buckets, find_localstack_python
+from host_stack.spark import SparkStandalone
+
+if TYPE_CHECKING:
+    from config.config import Settings
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+HOST = "127.0.0.1"
+# Every process the stack starts (and all their children) carries this variable; `down` uses it
+# to find children that left their process group (e.g. Spark executors, task processes).
+MARKER_ENV = "HOST_STACK_STATE_DIR"
+Report = Callable[[str], None]
+
+
+class StackError(RuntimeError):
+    """The local stack could not be configured, started or stopped."""
+
+
+# --- the stack's own settings -------------------------------------------------------------------
+
+# StackSettings field -> the environment variable that sets it.
+STACK_ENV_NAMES = MappingProxyType(
+    {
+        "airflow_api_port": "AIRFLOW_API_PORT",
+        "spark_master_port": "SPARK_MASTER_PORT",
+        "spark_master_webui_port": "SPARK_MASTER_WEBUI_PORT",
+        "localstack_port": "LOCALSTACK_PORT",
+        "spark_worker_cores": "SPARK_WORKER_CORES",
+        "spark_worker_memory": "SPARK_WORKER_MEMORY",
+        "schedules": "STACK_SCHEDULES",
+        "state_dir": "STACK_STATE_DIR",
+    }
+)
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    """Ports and sizes of the host-mode stack; each field has an env var (STACK_ENV_NAMES)."""
+
+    airflow_api_port: int = 8080
+    spark_master_port: int = 7077
+    spark_master_webui_port: int = 8081
+    localstack_port: int = 4566
+    spark_worker_cores: int = 2
+    spark_worker_memory: str = "2g"
+    # Off: runs start only when triggered (UI, run-pipeline, e2e), so unpausing a DAG does not
+    # start today's scheduled run next to yours on a 2-core laptop. On: schedules fire as in aws.
+    schedules: bool = False
+    state_dir: Path = REPO_ROOT / ".stack"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> StackSettings:
+        environ = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            name = STACK_ENV_NAMES[f.name]
+            raw = environ.get(name, "").strip()
+            if not raw:
+                continue
+            if f.name.endswith("_port") or f.name == "spark_worker_cores":
+                if not raw.isdigit() or not 0 < int(raw) < 65536:
+                    raise StackError(
+                        f"{name}={raw!r} (from the environment) is not valid; expected a whole "
+                        "number from 1 to 65535, like the default "
+                        f"{getattr(cls, f.name)}"
+                    )
+                values[f.name] = int(raw)
+            elif f.name == "schedules":
+                if raw.lower() not in ("on", "off", "true", "false", "1", "0"):
+                    raise StackError(
+                        f"{name}={raw!r} (from the environment) is not valid; expected on or off"
+                    )
+                values[f.name] = raw.lower() in ("on", "true", "1")
+            elif f.name == "state_dir":
+                values[f.name] = Path(raw).expanduser().resolve()
+            else:
+                values[f.name] = raw
+        return cls(**values)  # type: ignore[arg-type]
+
+    def ports(self) -> list[tuple[int, str, str]]:
+        """(port, what listens there, env var that moves it) for every fixed port."""
+        return [
+            (self.localstack_port, "LocalStack", "LOCALSTACK_PORT"),
+            (self.spark_master_port, "Spark master", "SPARK_MASTER_PORT"),
+            (self.spark_master_webui_port, "Spark master web UI", "SPARK_MASTER_WEBUI_PORT"),
+            (self.airflow_api_port, "Airflow API server / UI", "AIRFLOW_API_PORT"),
+        ]
+
+
+# --- processes ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProcessRecord:
+    """One started process (the leader of its own process group), as kept in pids/<name>.json."""
+
+    name: str
+    pid: int
+    create_time: float
+    log: str
+    command: str
+
+    def process(self) -> psutil.Process | None:
+        """The live process, or None if it exited or the pid now belongs to another process."""
+        try:
+            proc = psutil.Process(self.pid)
+            if abs(proc.create_time() - self.create_time) > 0.5:
+                return None
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                return None
+            return proc
+        except psutil.Error:
+            return None
+
+    def alive(self) -> bool:
+        return self.process() is not None
+
+
+def port_owner(port: int) -> str:
+    """'pid N (name)' of the process listening on `port`, or '' when it cannot be told."""
+    with contextlib.suppress(psutil.Error, OSError):
+        for conn in psutil.net_connections(kind="tcp"):
+            listening = conn.status == psutil.CONN_LISTEN and conn.laddr
+            if listening and conn.laddr.port == port and conn.pid:
+                with contextlib.suppress(psutil.Error):
+                    return f"pid {conn.pid} ({psutil.Process(conn.pid).name()})"
+                return f"pid {conn.pid}"
+    return ""
+
+
+def port_in_use(port: int, host: str = HOST) -> bool:
+    """True if something listens on host:port (TIME_WAIT leftovers do not count)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # SO_REUSEADDR: a listener still blocks the bind on Linux, a closed socket does not.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            return exc.errno in (errno.EADDRINUSE, errno.EACCES)
+    return False
+
+
+def check_ports_free(ports: Iterable[tuple[int, str, str]]) -> None:
+    """Fail naming every taken port, what needs it and the setting that moves it."""
+    problems = []
+    for port, what, env_name in ports:
+        if port_in_use(port):
+            owner = port_owner(port)
+            by = f" by {owner}" if owner else ""
+            problems.append(
+                f"port {port} ({what}) is already in use{by}; stop that process or move the "
+                f"{what} with {env_name}=<free port>"
+            )
+    if problems:
+        raise StackError("cannot start the local stack:\n  " + "\n  ".join(problems))
+
+
+def tail(path: Path | str, lines: int = 30) -> str:
+    try:
+        text = Path(path).read_text(errors="replace").splitlines()
+    except OSError:
+        return f"(no log at {path})"
+    return "\n".join(text[-lines:])
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+# --- the stack ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Stack:
+    """The host-mode stack described by `settings`; any process may build one (up, down...)."""
+
+    settings: StackSettings = field(default_factory=StackSettings.from_env)
+    report: Report = print
+    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    _children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict, repr=False)
+
+    # --- paths and components ------------------------------------------------------------------
+
+    @property
+    def state_dir(self) -> Path:
+        return self.settings.state_dir
+
+    @property
+    def pid_dir(self) -> Path:
+        return self.state_dir / "pids"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    @property
+    def venv_bin(self) -> Path:
+        # Not resolved: the venv's bin/python is a symlink to the base interpreter.
+        return Path(sys.executable).parent
+
+    def pipeline_overrides(self) -> dict[str, str]:
+        """Environment that points config's local settings at this stack's ports."""
+        from config.config import load_settings
+
+        settings = load_settings(environ=self.environ)
+        if settings.pipeline_env != "local":
+            raise StackError(
+                f"PIPELINE_ENV={settings.pipeline_env} but the host stack is the local "
+                "environment; unset PIPELINE_ENV (or set it to local) to bring the stack up"
+            )
+        overrides = {"PIPELINE_ENV": "local"}
+        endpoint = settings.aws_endpoint_url or f"http://localhost:{self.settings.localstack_port}"
+        parts = urlsplit(endpoint)
+        if parts.port != self.settings.localstack_port:
+            netloc = f"{parts.hostname}:{self.settings.localstack_port}"
+            overrides["AWS_ENDPOINT_URL"] = urlunsplit(parts._replace(netloc=netloc))
+        master = f"spark://{HOST}:{self.settings.spark_master_port}"
+        if settings.spark_master != master:
+            overrides["SPARK_MASTER"] = master
+        return overrides
+
+    def pipeline_settings(self) -> Settings:
+        from config.config import load_settings
+
+        return load_settings(environ={**self.environ, **self.pipeline_overrides()})
+
+    def spark(self) -> SparkStandalone:
+        return SparkStandalone(
+            state_dir=self.state_dir / "spark",
+            master_port=self.settings.spark_master_port,
+            webui_port=self.settings.spark_master_webui_port,
+            worker_cores=self.settings.spark_worker_cores,
+            worker_memory=self.settings.spark_worker_memory,
+            host=HOST,
+        )
+
+    def airflow(self) -> AirflowHost:
+        settings = self.pipeline_settings()
+        return AirflowHost(
+            home=self.state_dir / "airflow",
+            dags_folder=REPO_ROOT / "orchestration" / "dags",
+            repo_root=REPO_ROOT,
+            venv_bin=self.venv_bin,
+            port=self.settings.airflow_api_port,
+            host=HOST,
+            extra_env={
+                **self.pipeline_overrides(),
+                **airflow_integration_env(settings),
+                "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": str(self.settings.schedules),
+            },
+        )
+
+    def localstack(self) -> LocalStack:
+        python = find_localstack_python()
+        if python is None:
+            raise StackError(
+                "LOCALSTACK_PYTHON is not set; it must name the python of LocalStack's own venv "
+                "(Python >= 3.13). Run through nox (`nox -s up`), which builds that venv, or set "
+                "LOCALSTACK_PYTHON=/path/to/venv/bin/python"
+            )
+        return LocalStack(
+            python=python,
+            port=self.settings.localstack_port,
+            state_dir=self.state_dir / "localstack",
+            host=HOST,
+            extra_env={MARKER_ENV: str(self.state_dir)},
+        )
+
+    # --- pid records ---------------------------------------------------------------------------
+
+    def records(self) -> dict[str, ProcessRecord]:
+        records = {}
+        for path in sorted(self.pid_dir.glob("*.json")) if self.pid_dir.is_dir() else []:
+            with contextlib.suppress(OSError, ValueError, TypeError):
+                records[path.stem] = ProcessRecord(**json.loads(path.read_text()))
+        return records
+
+    def running(self) -> dict[str, ProcessRecord]:
+        return {name: rec for name, rec in self.records().items() if rec.alive()}
+
+    def _record(self, name: str, pid: int, log: Path, command: list[str]) -> ProcessRecord:
+        record = ProcessRecord(
+            name=name,
+            pid=pid,
+            create_time=psutil.Process(pid).create_time(),
+            log=str(log),
+            command=shlex.join(command),
+        )
+        self.pid_dir.mkdir(parents=True, exist_ok=True)
+        (self.pid_dir / f"{name}.json").write_text(json.dumps(asdict(record)) + "\n")
+        return record
+
+    def spawn(
+        self, name: str, command: list[str], env: Mapping[str, str], cwd: Path | None = None
+    ) -> ProcessRecord:
+        """Start `command` in its own process group, output to logs/<name>.log, and record it."""
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.log_dir / f"{name}.log"
+        with log_path.open("ab") as log:
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+            log.write(f"\n=== {stamp} {shlex.join(command)}\n".encode())
+            log.flush()
+            process = subprocess.Popen(
+                command,
+                env={**env, MARKER_ENV: str(self.state_dir)},
+                cwd=cwd or REPO_ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        self._children[name] = process
+        return self._record(name, process.pid, log_path, command)
+
+    def _check_alive(self, names: Iterable[str]) -> None:
+        """Fail fast, with the log's tail, when a process we wait for has exited."""
+        records = self.records()
+        for name in names:
+            record = records.get(name)
+            if record is not None and not record.alive():
+                child = self._children.get(name)
+                code = child.poll() if child is not None else None
+                raise StackError(
+                    f"{name} exited during start-up (exit code {code}); last lines of "
+                    f"{record.log}:\n{tail(record.log)}"
+                )
+
+    # --- up ------------------------------------------------------------------------------------
+
+    def up(self, timeout: float = 240) -> dict[str, str]:
+        """Start every component that is not running; wait until all answer; return the login.
+
+        On failure, whatever this call started is stopped again (no half-started stack).
+        """
+        before = set(self.running())
+        try:
+            return self._up(timeout)
+        except BaseException:
+            started_now = [name for name in self.running() if name not in before]
+            if started_now:
+                self.report(f"start-up failed; stopping {', '.join(started_now)}")
+                self.down(names=started_now)
+            raise
+
+    # One readable loop over every component's start-up beats splitting it across helpers.
+    def _up(self, timeout: float) -> dict[str, str]:  # noqa: PLR0912, PLR0915
+        started = time.monotonic()
+        running = self.running()
+        self._forget_dead(running)
+        spark = self.spark()
+        airflow = self.airflow()
+        want_localstack = "localstack" not in running
+        want_master = "spark-master" not in running
+        want_worker = "spark-worker" not in running
+        want_airflow = [c for c in AIRFLOW_COMPONENTS if f"airflow-{c}" not in running]
+
+        needed = {
+            "LOCALSTACK_PORT": want_localstack,
+            "SPARK_MASTER_PORT": want_master,
+            "SPARK_MASTER_WEBUI_PORT": want_master,
+            "AIRFLOW_API_PORT": "api-server" in want_airflow,
+        }
+        check_ports_free(p for p in self.settings.ports() if needed[p[2]])
+        if running:
+            self.report(f"already running: {', '.join(sorted(running))}")
+
+        def elapsed() -> str:
+            return f"{time.monotonic() - started:.0f}s"
+
+        # LocalStack's start() blocks until healthy: run it beside the other start-ups.
+        localstack_error: list[BaseException] = []
+        localstack_thread = None
+        if want_localstack:
+            localstack = self.localstack()
+            self.report(f"starting LocalStack on port {self.settings.localstack_port}")
+
+            def start_localstack() -> None:
+                try:
+                    localstack.start(timeout=timeout)
+                    assert localstack.pid is not None
+                    command = [str(localstack.python), "-m", "localstack.runtime.main"]
+                    self._record("localstack", localstack.pid, localstack.log_path, command)
+                except BaseException as exc:  # re-raised by the waiting loop below
+                    localstack_error.append(exc)
+
+            localstack_thread = threading.Thread(target=start_localstack, daemon=True)
+            localstack_thread.start()
+
+        spark.prepare()
+        spark_env = spark.environment(self.environ, python=str(self.venv_bin / "python"))
+        if want_master:
+            self.report(f"starting Spark master on {spark.master_url}")
+            self.spawn("spark-master", spark.master_command(), spark_env)
+
+        password = airflow.prepare()
+        airflow_env = airflow.environment(self.environ)
+        migrating = False
+        if want_airflow and not airflow.migrated_stamp().exists():
+            # ~8 s on an idle laptop; the Spark master and LocalStack start meanwhile.
+            self.report("migrating Airflow's database (first start only)")
+            self.spawn("airflow-migrate", airflow.migrate_command(), airflow_env)
+            migrating = True
+        elif want_airflow:
+            self._spawn_airflow(airflow, want_airflow, airflow_env)
+
+        deadline = started + timeout
+        worker_spawned = not want_worker
+        waiting = {"spark-master", "spark-worker", "airflow", "localstack"}
+        watched = ["spark-master", "spark-worker", *(f"airflow-{c}" for c in AIRFLOW_COMPONENTS)]
+        detail: dict[str, str] = {}
+        while waiting:
+            self._check_alive(watched)
+            if localstack_error:
+                raise StackError(f"LocalStack did not start: {localstack_error[0]}")
+            if migrating and self._children["airflow-migrate"].poll() is not None:
+                migrating = False
+                code = self._children["airflow-migrate"].returncode
+                log = self.log_dir / "airflow-migrate.log"
+                (self.pid_dir / "airflow-migrate.json").unlink(missing_ok=True)
+                if code != 0:
+                    raise StackError(
+                        f"`airflow db migrate` failed (exit {code}) with AIRFLOW_HOME="
+                        f"{airflow.home}; last lines of {log}:\n{tail(log)}"
+                    )
+                airflow.migrated_stamp().touch()
+                self.report(f"  Airflow database migrated ({elapsed()})")
+                self._spawn_airflow(airflow, want_airflow, airflow_env)
+            if "spark-master" in waiting:
+                ok, detail["spark-master"] = spark.master_ready()
+                if ok:
+                    waiting.discard("spark-master")
+                    self.report(f"  Spark master ready ({elapsed()})")
+            # The worker retries registration only every 5-15 s: start it once the master's RPC
+            # port accepts connections, while the master finishes its start-up.
+            if not worker_spawned and ("spark-master" not in waiting or spark.master_port_open()):
+                self.report(
+                    f"starting Spark worker ({self.settings.spark_worker_cores} cores, "
+                    f"{self.settings.spark_worker_memory})"
+                )
+                self.spawn("spark-worker", spark.worker_command(), spark_env)
+                worker_spawned = True
+            if "spark-worker" in waiting and worker_spawned:
+                ok, detail["spark-worker"] = spark.worker_ready()
+                if ok:
+                    waiting.discard("spark-worker")
+                    self.report(f"  Spark worker registered ({elapsed()})")
+            if "airflow" in waiting and not migrating:
+                ok, detail["airflow"] = airflow.ready()
+                if ok:
+                    waiting.discard("airflow")
+                    self.report(f"  Airflow healthy ({elapsed()})")
+            if "localstack" in waiting and not (localstack_thread and localstack_thread.is_alive()):
+                if localstack_error:
+                    raise StackError(f"LocalStack did not start: {localstack_error[0]}")
+                settings = self.pipeline_settings()
+                buckets = [settings.data_bucket, settings.logs_bucket]
+                create_buckets(
+                    f"http://{HOST}:{self.settings.localstack_port}",
+                    buckets,
+                    region=settings.aws_region,
+                )
+                waiting.discard("localstack")
+                self.report(f"  LocalStack ready, buckets {', '.join(buckets)} exist ({elapsed()})")
+            if waiting and time.monotonic() > deadline:
+                details = "; ".join(f"{k}: {detail.get(k, 'starting')}" for k in sorted(waiting))
+                raise StackError(
+                    f"the local stack was not ready after {timeout:.0f}s ({details}); "
+                    f"logs are in {self.log_dir}"
+                )
+            if waiting:
+                time.sleep(0.5)
+        info = self.info(password)
+        self.report(f"local stack up in {elapsed()}")
+        return info
+
+    def _spawn_airflow(
+        self, airflow: AirflowHost, components: list[str], env: Mapping[str, str]
+    ) -> None:
+        self.report(f"starting Airflow: {', '.join(components)}")
+        for component in components:
+            self.spawn(f"airflow-{component}", airflow.command(component), env)
+
+    def info(self, password: str | None = None) -> dict[str, str]:
+        """Where everything is, and the Airflow login: what `up` prints and `env` exports."""
+        airflow = self.airflow()
+        settings = self.pipeline_settings()
+        return {
+            "AIRFLOW_API_URL": airflow.api_url,
+            "AIRFLOW_USERNAME": "admin",
+            "AIRFLOW_PASSWORD": password or airflow.admin_password() or "",
+            "SPARK_MASTER_URL": self.spark().master_url,
+            "SPARK_MASTER_WEBUI_URL": self.spark().webui_url,
+            "AWS_ENDPOINT_URL": settings.aws_endpoint_url or "",
+            **self.pipeline_overrides(),
+        }
+
+    def client_env(self) -> dict[str, str]:
+        """Environment for clients of the stack (e2e tests): API login + pipeline overrides."""
+        info = self.info()
+        keys = ("AIRFLOW_API_URL", "AIRFLOW_USERNAME", "AIRFLOW_PASSWORD")
+        return {**{k: info[k] for k in keys}, **self.pipeline_overrides()}
+
+    def _forget_dead(self, running: Mapping[str, ProcessRecord]) -> None:
+        for name in self.records():
+            if name not in running:
+                (self.pid_dir / f"{name}.json").unlink(missing_ok=True)
+
+    # --- down ----------------------------------------------------------------------------------
+
+    def stray_processes(self) -> list[psutil.Process]:
+        """Live processes carrying this stack's marker (started by it, maybe in other groups)."""
+        mine = {os.getpid(), *(p.pid for p in psutil.Process().parents())}
+        found = []
+        for proc in psutil.process_iter():
+            if proc.pid in mine:
+                continue
+            with contextlib.suppress(psutil.Error):
+                if proc.environ().get(MARKER_ENV) == str(self.state_dir) and (
+                    proc.status() != psutil.STATUS_ZOMBIE
+                ):
+                    found.append(proc)
+        return found
+
+    def down(self, timeout: float = 20, names: Iterable[str] | None = None) -> list[str]:
+        """Stop the stack's processes (all, or `names`): SIGTERM per group, then SIGKILL."""
+        records = self.records()
+        selected = [records[n] for n in (names or records) if n in records]
+        stopped = []
+        for record in selected:
+            if record.alive():
+                _signal_group(record.pid, signal.SIGTERM)
+                stopped.append(record.name)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and any(self._group_alive(r.pid) for r in selected):
+            self._reap()
+            time.sleep(0.2)
+        for record in selected:
+            _signal_group(record.pid, signal.SIGKILL)
+        if names is None:
+            # Children that left their group still carry the marker.
+            strays = self.stray_processes()
+            for proc in strays:
+                with contextlib.suppress(psutil.Error):
+                    proc.kill()
+            psutil.wait_procs(strays, timeout=5)
+        self._reap()
+        for record in selected:
+            (self.pid_dir / f"{record.name}.json").unlink(missing_ok=True)
+        return stopped
+
+    def _reap(self) -> None:
+        for name, child in list(self._children.items()):
+            if child.poll() is not None:
+                del self._children[name]
+
+    @staticmethod
+    def _group_alive(pgid: int) -> bool:
+        for proc in psutil.process_iter():
+            with contextlib.suppress(psutil.Error, ProcessLookupError):
+                if os.getpgid(proc.pid) == pgid and proc.status() != psutil.STATUS_ZOMBIE:
+                    return True
+        return False
+
+    # --- status --------------------------------------------------------------------------------
+
+    def status(self) -> list[tuple[str, str, str]]:
+        """(component, state, detail) for every component the stack knows."""
+        records = self.records()
+        rows = []
+        names = ["localstack", "spark-master", "spark-worker"]
+        names += [f"airflow-{c}" for c in AIRFLOW_COMPONENTS]
+        for name in names:
+            record = records.get(name)
+            if record is None:
+                rows.append((name, "stopped", ""))
+            elif record.alive():
+                rows.append((name, "running", f"pid {record.pid}, log {record.log}"))
+            else:
+                rows.append((name, "dead", f"pid {record.pid} exited; see {record.log}"))
+        return rows
+
+    def health(self) -> list[tuple[str, bool, str]]:
+        """What each service says about itself right now."""
+        spark = self.spark()
+        airflow = self.airflow()
+        checks = [("spark master", *spark.master_ready()), ("spark worker", *spark.worker_ready())]
+        checks.append(("airflow", *airflow.ready()))
+        try:
+            with socket.create_connection((HOST, self.settings.localstack_port), timeout=1):
+                checks.append(("localstack", True, f"listening on {self.settings.localstack_port}"))
+        except OSError:
+            checks.append(("localstack", False, f"nothing on {self.settings.localstack_port}"))
+        return checks
+
+
+def airflow_integration_env(settings: Settings) -> dict[str, str]:
+    """AIRFLOW_CONN_*, AIRFLOW__LOGGING__* and the paths, as orchestration/ defines them."""
+    from orchestration.airflow_env import airflow_env
+
+    return airflow_env(settings, repo_root=REPO_ROOT)
+
+
+# --- the one-command pipeline run ---------------------------------------------------------------
+
+PIPELINE_DAGS = ("data_generation", "data_processing")
+
+
+def run_pipeline(stack: Stack, info: Mapping[str, str], day: str, timeout: float = 900) -> bool:
+    """Generation then processing for `day` through Airflow's REST API; print a summary."""
+    from host_stack.airflow import AirflowApi
+
+    report = stack.report
+    api = AirflowApi(info["AIRFLOW_API_URL"], info["AIRFLOW_USERNAME"], info["AIRFLOW_PASSWORD"])
+    started = time.monotonic()
+    try:
+        for dag_id in PIPELINE_DAGS:
+            api.wait_for_dag(dag_id)
+            api.unpause(dag_id)
+        for dag_id in PIPELINE_DAGS:
+            run_id = api.run_for_date(dag_id, day)
+            report(f"{dag_id}: run {run_id} for {day}")
+            run = api.wait_for_run(
+                dag_id, run_id, timeout=timeout, report=report, fail_on_retry=True
+            )
+            if run["state"] != "success":
+                report(f"{dag_id} run {run_id} ended {run['state']}:")
+                report(api.failure_report(dag_id, run_id))
+                return False
+    finally:
+        api.close()
+    report(f"\nboth DAGs succeeded for {day} in {time.monotonic() - started:.0f}s")
+    report(pipeline_summary(stack.pipeline_settings(), day))
+    return True
+
+
+def pipeline_summary(settings: Settings, day: str) -> str:
+    """Counts from the day's quality report and where the data and logs are."""
+    import boto3
+
+    secret = settings.aws_secret_access_key
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=settings.aws_endpoint_url,
+        region_name=settings.aws_region,
+        aws_access_key_id=settings.aws_access_key_id,
+        aws_secret_access_key=secret.get_secret_value() if secret else None,
+    )
+    key = f"{settings.processed_prefix}/reports/dt={day}/quality_report.json"
+    body = s3.get_object(Bucket=settings.data_bucket, Key=key)["Body"].read()
+    quality = json.loads(body)
+    reasons = {k: v for k, v in quality.get("quarantine_by_reason", {}).items() if v}
+    tables = ", ".join(f"{name} {rows}" for name, rows in quality.get("tables", {}).items())
+    return "\n".join(
+        [
+            f"quality report s3://{settings.data_bucket}/{key}:",
+            f"  lines read {quality['lines_read']} = valid {quality['valid']} + quarantined "
+            f"{quality['quarantined']} + duplicates dropped {quality['duplicates_dropped']}"
+            f" (reconciled: {quality['reconciled']})",
+            f"  quarantined by reason: {reasons or 'none'}",
+            f"  table rows: {tables}",
+            f"raw data        {settings.raw_uri}/orders/dt={day}/",
+            f"processed data  {settings.processed_uri}/<table>/dt={day}/",
+            f"task logs       {settings.logs_uri}/",
+            f"browse: aws --endpoint-url {settings.aws_endpoint_url} s3 ls "
+            f"s3://{settings.data_bucket}/ --recursive",
+        ]
+    )

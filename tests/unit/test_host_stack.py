@@ -1,0 +1,191 @@
+"""The host-mode stack's process handling, with real processes (no mocks).
+
+Each test uses its own state dir and free ports, so it never touches a stack that is already up.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from host_stack.localstack import free_port
+from host_stack.stack import MARKER_ENV, REPO_ROOT, Stack, StackError, StackSettings
+
+
+def make_stack(tmp_path: Path, **ports: int) -> Stack:
+    settings = StackSettings(
+        airflow_api_port=ports.get("airflow_api_port", free_port()),
+        spark_master_port=ports.get("spark_master_port", free_port()),
+        spark_master_webui_port=ports.get("spark_master_webui_port", free_port()),
+        localstack_port=ports.get("localstack_port", free_port()),
+        spark_worker_cores=1,
+        spark_worker_memory="512m",
+        state_dir=tmp_path / "stack",
+    )
+    return Stack(settings=settings, report=lambda line: None)
+
+
+def marked_processes(stack: Stack) -> list[psutil.Process]:
+    return stack.stray_processes()
+
+
+@pytest.fixture
+def listening_port():
+    """A port something really listens on."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
+
+
+def test_a_taken_port_fails_up_naming_the_port_and_the_setting(tmp_path, listening_port):
+    stack = make_stack(tmp_path, airflow_api_port=listening_port)
+    with pytest.raises(StackError) as error:
+        stack.up(timeout=30)
+    message = str(error.value)
+    assert f"port {listening_port} (Airflow API server / UI) is already in use" in message
+    assert "AIRFLOW_API_PORT=<free port>" in message
+    assert f"pid {os.getpid()}" in message  # who holds it
+    assert stack.running() == {}, "a failed up must not leave processes behind"
+
+
+def test_the_cli_reports_a_taken_port_and_exits_non_zero(tmp_path, listening_port):
+    env = {
+        **os.environ,
+        "SPARK_MASTER_PORT": str(listening_port),
+        "STACK_STATE_DIR": str(tmp_path / "stack"),
+        "AIRFLOW_API_PORT": str(free_port()),
+        "SPARK_MASTER_WEBUI_PORT": str(free_port()),
+        "LOCALSTACK_PORT": str(free_port()),
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "host_stack", "up"],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"port {listening_port} (Spark master)" in result.stderr
+    assert "SPARK_MASTER_PORT=<free port>" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"AIRFLOW_API_PORT": "80a"}, "AIRFLOW_API_PORT='80a'"),
+        ({"LOCALSTACK_PORT": "70000"}, "LOCALSTACK_PORT='70000'"),
+        ({"STACK_SCHEDULES": "sometimes"}, "expected on or off"),
+    ],
+)
+def test_bad_stack_settings_name_the_variable(env, expected):
+    with pytest.raises(StackError, match=expected):
+        StackSettings.from_env(env)
+
+
+def test_stack_settings_defaults_and_overrides():
+    assert StackSettings.from_env({}).airflow_api_port == 8080
+    assert StackSettings.from_env({}).spark_master_port == 7077
+    assert StackSettings.from_env({}).localstack_port == 4566
+    moved = StackSettings.from_env({"LOCALSTACK_PORT": "4570", "STACK_SCHEDULES": "on"})
+    assert moved.localstack_port == 4570
+    assert moved.schedules is True
+
+
+def test_moved_ports_reach_the_pipeline_settings(tmp_path):
+    stack = make_stack(tmp_path, localstack_port=4570, spark_master_port=7078)
+    stack.environ = {k: v for k, v in os.environ.items() if k != "PIPELINE_ENV"}
+    settings = stack.pipeline_settings()
+    assert settings.aws_endpoint_url.endswith(":4570")
+    assert settings.spark_master == "spark://127.0.0.1:7078"
+    airflow_env = stack.airflow().environment({})
+    assert '"host": "spark://127.0.0.1:7078"' in airflow_env["AIRFLOW_CONN_SPARK_DEFAULT"]
+    assert airflow_env["AIRFLOW__LOGGING__REMOTE_BASE_LOG_FOLDER"] == settings.logs_uri
+
+
+def test_down_stops_children_that_left_their_process_group(tmp_path):
+    stack = make_stack(tmp_path)
+    # The child starts its own session: only the marker variable still ties it to the stack.
+    record = stack.spawn(
+        "escaper", ["bash", "-c", "setsid sleep 300 & sleep 300"], env=dict(os.environ)
+    )
+    deadline = time.monotonic() + 10
+    while len(marked_processes(stack)) < 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    pids = {p.pid for p in marked_processes(stack)}
+    assert record.pid in pids
+    assert len(pids) == 3, pids
+
+    stopped = stack.down(timeout=5)
+
+    assert stopped == ["escaper"]
+    assert marked_processes(stack) == []
+    assert not any(psutil.pid_exists(pid) and _not_zombie(pid) for pid in pids)
+    assert stack.records() == {}
+
+
+def test_status_tells_running_from_dead(tmp_path):
+    stack = make_stack(tmp_path)
+    stack.spawn("spark-master", ["sleep", "300"], env=dict(os.environ))
+    stack.spawn("spark-worker", ["true"], env=dict(os.environ))
+    time.sleep(0.5)
+    rows = {name: state for name, state, _ in stack.status()}
+    assert rows["spark-master"] == "running"
+    assert rows["spark-worker"] == "dead"
+    assert rows["localstack"] == "stopped"
+    stack.down(timeout=5)
+    assert {state for _, state, _ in stack.status()} == {"stopped"}
+
+
+@pytest.mark.spark
+def test_the_spark_pair_starts_registers_and_stops_without_leftovers(tmp_path):
+    stack = make_stack(tmp_path)
+    spark = stack.spark()
+    spark.prepare()
+    env = spark.environment(os.environ, python=sys.executable)
+    try:
+        stack.spawn("spark-master", spark.master_command(), env)
+        _wait(spark.master_port_open, 90, "Spark master RPC port")
+        stack.spawn("spark-worker", spark.worker_command(), env)
+        _wait(lambda: spark.worker_ready()[0], 120, "worker registration")
+        assert spark.master_ready()[0]
+        assert spark.alive_workers() == 1
+    finally:
+        stack.down(timeout=15)
+    assert marked_processes(stack) == []
+    assert stack.running() == {}
+    assert not spark.master_port_open()
+
+
+def _wait(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} not ready after {timeout}s")
+        time.sleep(0.5)
+
+
+def _not_zombie(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_marker_names_the_state_dir(tmp_path):
+    stack = make_stack(tmp_path)
+    stack.spawn("probe", [sys.executable, "-c", "import time; time.sleep(30)"], dict(os.environ))
+    try:
+        (proc,) = marked_processes(stack)
+        assert proc.environ()[MARKER_ENV] == str(stack.state_dir)
+    finally:
+        stack.down(timeout=5)
