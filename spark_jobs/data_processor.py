@@ -788,8 +788,11 @@ def build_tables(kept: DataFrame, day: str | date) -> dict[str, DataFrame]:
         F.col("item.product_name").alias("product_name"),
         F.col("item.category").alias("category"),
         F.col("item.quantity").alias("quantity"),
-        F.col("item.unit_price").alias("unit_price"),
-        (F.col("item.quantity") * F.col("item.unit_price")).cast(MONEY_TYPE).alias("line_amount"),
+        # items[].unit_price is a double in the cache (cheaper checks); publish it as money.
+        F.col("item.unit_price").cast(MONEY_TYPE).alias("unit_price"),
+        (F.col("item.quantity") * F.col("item.unit_price").cast(MONEY_TYPE))
+        .cast(MONEY_TYPE)
+        .alias("line_amount"),
         "currency",
         "order_ts",
     )

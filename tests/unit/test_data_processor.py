@@ -246,6 +246,22 @@ def test_tables_are_consistent(published, spark):
     assert sum(row["revenue"] for row in sales) == Decimal("33.00")
 
 
+def test_money_is_published_as_decimal_cents(published, spark):
+    """Every money column leaves the job as the contract's decimal(12,2), never a double."""
+    out = str(published["out"])
+    money = {
+        "orders": ["total_amount"],
+        "order_items": ["unit_price", "line_amount"],
+        "payments": ["amount"],
+    }
+    for table, columns in money.items():
+        types = dict(dp.read_published(spark, out, table, DAY).dtypes)
+        for column in columns:
+            assert types[column] == "decimal(12,2)", f"{table}.{column} is {types[column]}"
+    items = dp.read_published(spark, out, "order_items", DAY).collect()
+    assert all(row["line_amount"] == row["quantity"] * row["unit_price"] for row in items)
+
+
 def test_rerun_replaces_only_that_day(published, spark):
     out = str(published["out"])
     again = dp.process_day(spark, str(published["raw"]), out, DAY)
