@@ -54,8 +54,12 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
-def _port_is_taken(host: str, port: int) -> bool:
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    """True if something listens on host:port (TIME_WAIT leftovers do not count)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # SO_REUSEADDR, as servers set it: a listener still blocks the bind on Linux, while the
+        # TIME_WAIT sockets a previous run's connections left behind do not.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError as exc:
@@ -132,7 +136,7 @@ class LocalStack:
                 "the LocalStack venv's python (nox builds it from "
                 "envs/local/localstack-requirements.txt)"
             )
-        if _port_is_taken(self.host, self.port):
+        if port_in_use(self.port, self.host):
             raise LocalStackError(
                 f"port {self.port} on {self.host} is already in use (another LocalStack?); "
                 "stop that process or choose another port"

@@ -14,7 +14,6 @@ and the tests all see one LocalStack endpoint and one Spark master.
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
 import shlex
@@ -35,7 +34,7 @@ import psutil
 
 from host_stack.airflow import COMPONENTS as AIRFLOW_COMPONENTS
 from host_stack.airflow import AirflowHost
-from host_stack.localstack import LocalStack, create_buckets, find_localstack_python
+from host_stack.localstack import LocalStack, create_buckets, find_localstack_python, port_in_use
 from host_stack.spark import SparkStandalone
 
 if TYPE_CHECKING:
@@ -163,18 +162,6 @@ def port_owner(port: int) -> str:
                     return f"pid {conn.pid} ({psutil.Process(conn.pid).name()})"
                 return f"pid {conn.pid}"
     return ""
-
-
-def port_in_use(port: int, host: str = HOST) -> bool:
-    """True if something listens on host:port (TIME_WAIT leftovers do not count)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        # SO_REUSEADDR: a listener still blocks the bind on Linux, a closed socket does not.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError as exc:
-            return exc.errno in (errno.EADDRINUSE, errno.EACCES)
-    return False
 
 
 def check_ports_free(ports: Iterable[tuple[int, str, str]]) -> None:
