@@ -409,6 +409,17 @@ class Settings(BaseSettings):
         """KEY -> where its value came from: the settings file, 'environment' or 'default'."""
         return self._sources
 
+    def boto3_client_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for `boto3.client(service, **kwargs)` on this environment: region,
+        endpoint (LocalStack locally, None for real AWS) and keys (None: the default chain)."""
+        secret = self.aws_secret_access_key
+        return {
+            "region_name": self.aws_region,
+            "endpoint_url": self.aws_endpoint_url,
+            "aws_access_key_id": self.aws_access_key_id,
+            "aws_secret_access_key": secret.get_secret_value() if secret else None,
+        }
+
     def spark_s3_conf(self) -> dict[str, str]:
         """Spark conf pointing S3 at the endpoint; empty without one (EMR's s3:// is native)."""
         if self.aws_endpoint_url is None:

@@ -662,14 +662,7 @@ def pipeline_summary(settings: Settings, day: str) -> str:
     """Counts from the day's quality report and where the data and logs are."""
     import boto3
 
-    secret = settings.aws_secret_access_key
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=settings.aws_endpoint_url,
-        region_name=settings.aws_region,
-        aws_access_key_id=settings.aws_access_key_id,
-        aws_secret_access_key=secret.get_secret_value() if secret else None,
-    )
+    s3 = boto3.client("s3", **settings.boto3_client_kwargs())
     key = f"{settings.processed_prefix}/reports/dt={day}/quality_report.json"
     body = s3.get_object(Bucket=settings.data_bucket, Key=key)["Body"].read()
     quality = json.loads(body)

@@ -185,13 +185,9 @@ def main(argv: list[str] | None = None) -> int:
         from config.config import get_settings
 
         settings = get_settings()
-        secret = settings.aws_secret_access_key
         client = boto3.client(
             "s3",
-            region_name=settings.aws_region,
-            endpoint_url=settings.aws_endpoint_url,
-            aws_access_key_id=settings.aws_access_key_id,
-            aws_secret_access_key=secret.get_secret_value() if secret else None,
+            **settings.boto3_client_kwargs(),
             # An endpoint override is LocalStack, which serves buckets by path.
             config=Config(s3={"addressing_style": "path"}) if settings.aws_endpoint_url else None,
         )

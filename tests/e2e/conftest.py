@@ -75,14 +75,7 @@ def airflow_api() -> Iterator[AirflowApi]:
 def s3(settings: Settings):
     import boto3
 
-    secret = settings.aws_secret_access_key
-    return boto3.client(
-        "s3",
-        endpoint_url=settings.aws_endpoint_url,
-        region_name=settings.aws_region,
-        aws_access_key_id=settings.aws_access_key_id,
-        aws_secret_access_key=secret.get_secret_value() if secret else None,
-    )
+    return boto3.client("s3", **settings.boto3_client_kwargs())
 
 
 @pytest.fixture(scope="session")

@@ -160,6 +160,20 @@ def test_default_envs_dir_is_repo_envs() -> None:
     assert settings.settings_file == REPO_ROOT / "envs" / "local" / "settings.env"
 
 
+def test_boto3_client_kwargs_follow_the_environment() -> None:
+    local = load_settings("local", environ={}).boto3_client_kwargs()
+    assert local == {
+        "region_name": "us-east-1",
+        "endpoint_url": "http://localhost:4566",
+        "aws_access_key_id": "test",
+        "aws_secret_access_key": "test",
+    }
+    aws = load_settings("aws", environ={}).boto3_client_kwargs()
+    assert aws["endpoint_url"] is None
+    assert aws["aws_access_key_id"] is None
+    assert aws["aws_secret_access_key"] is None
+
+
 def test_spark_s3_conf_local_points_s3_at_localstack() -> None:
     assert load_settings(environ={}).spark_s3_conf() == LOCAL_S3_CONF
 
