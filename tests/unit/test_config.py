@@ -166,7 +166,7 @@ def test_boto3_client_kwargs_follow_the_environment() -> None:
         "region_name": "us-east-1",
         "endpoint_url": "http://localhost:4566",
         "aws_access_key_id": "test",
-        "aws_secret_access_key": "test",
+        "aws_secret_access_key": "test",  # pragma: allowlist secret (LocalStack dummy)
     }
     aws = load_settings("aws", environ={}).boto3_client_kwargs()
     assert aws["endpoint_url"] is None
