@@ -95,6 +95,10 @@ class AirflowHost:
                 # Task processes report to the API server; follow its port when it moves.
                 "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://{self.host}:{self.port}/execution/",
                 "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.home / "logs"),
+                # The task and triggerer log servers (8793/8794 by default) move with the API
+                # port, so two stacks (two checkouts) can run side by side.
+                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(self.port + 713),
+                "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(self.port + 714),
                 # Airflow spawns `airflow` (and SparkSubmitOperator `spark-submit`) by name.
                 "PATH": f"{self.venv_bin}:{base.get('PATH', '')}",
                 # DAG files import config and orchestration from the repository root.

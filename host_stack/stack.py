@@ -120,6 +120,9 @@ class StackSettings:
             (self.spark_master_port, "Spark master", "SPARK_MASTER_PORT"),
             (self.spark_master_webui_port, "Spark master web UI", "SPARK_MASTER_WEBUI_PORT"),
             (self.airflow_api_port, "Airflow API server / UI", "AIRFLOW_API_PORT"),
+            # Airflow's task and triggerer log servers follow the API port (host_stack/airflow.py).
+            (self.airflow_api_port + 713, "Airflow task log server", "AIRFLOW_API_PORT"),
+            (self.airflow_api_port + 714, "Airflow triggerer log server", "AIRFLOW_API_PORT"),
         ]
 
 
