@@ -227,6 +227,9 @@ def lock(session: nox.Session) -> None:
     session.run(uv, *common, "requirements.in", "-o", "requirements.txt", external=True)
     session.run(uv, *common, "requirements-dev.in", "-o", "requirements-dev.txt", external=True)
     session.run(
+        uv, *common, "requirements-docker.in", "-o", "requirements-docker.txt", external=True
+    )
+    session.run(
         uv, "pip", "compile", "--python-version", "3.13", "--exclude-newer", "2026-03-24",
         "envs/local/localstack-requirements.in", "-o", str(LOCALSTACK_LOCK.relative_to(ROOT)),
         external=True,

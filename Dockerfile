@@ -1,0 +1,48 @@
+# The image of every Airflow service of docker-compose.yml and, as target `local`, of the local
+# overlay's Spark master and worker. Python + a JRE + exactly the pinned locks: Airflow, its
+# providers, the jobs' libraries and pyspark (whose wheel brings spark-submit and spark-class)
+# all come from requirements.txt (+ requirements-docker.txt: Celery, Postgres, FAB); no version
+# is written here. Build: `docker compose build` (README, "Laptop with Docker").
+
+# The Python minor version is noxfile.py's PYTHON (tests/compose checks it). Bookworm, not
+# trixie: it is the Debian release that still ships OpenJDK 17, the JRE Spark 4 runs on here.
+FROM python:3.11-slim-bookworm AS airflow
+
+# Unpinned Debian packages on purpose: the archive drops superseded versions, so a pin would
+# break the build at the next security update; the base image tag fixes the release.
+# The user is Airflow's own image's (uid 50000, gid 0), so volumes behave the same.
+# hadolint ignore=DL3008
+RUN mkdir -p /usr/share/man/man1 \
+    && apt-get update \
+    && apt-get install -y --no-install-recommends openjdk-17-jre-headless curl \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --uid 50000 --gid 0 --home-dir /opt/airflow --create-home airflow
+
+ENV AIRFLOW_HOME=/opt/airflow \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYSPARK_PYTHON=python3
+
+# The locks are complete (uv, universal): --no-deps installs exactly them, as noxfile.py does.
+# requirements.txt stays in /opt/pipeline: the job artifact pins the EMR bootstrap from it.
+COPY requirements.txt requirements-docker.txt /opt/pipeline/
+RUN pip install --no-cache-dir --no-deps \
+        -r /opt/pipeline/requirements.txt -r /opt/pipeline/requirements-docker.txt
+
+USER 50000
+WORKDIR /opt/airflow
+ENTRYPOINT ["airflow"]
+CMD ["version"]
+
+
+# Local overlay only: Spark with the S3A connector (hadoop-aws of the exact Hadoop version the
+# pyspark wheel bundles, and the AWS SDK v2 bundle that Hadoop release was built against).
+# Downloaded from Maven Central at build time, each jar checked against Maven's .sha1.
+FROM airflow AS local
+USER 0
+COPY envs/local/s3a_jars.py /tmp/s3a_jars.py
+RUN python /tmp/s3a_jars.py \
+        --jars "$(python -c 'import pyspark, os; print(os.path.dirname(pyspark.__file__))')/jars" \
+    && rm /tmp/s3a_jars.py
+USER 50000
