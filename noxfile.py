@@ -195,17 +195,50 @@ def pipeline(session: nox.Session) -> None:
     _run(session, env, "python", "-m", "host_stack", "run-pipeline", *session.posargs)
 
 
+def _docker_engine() -> bool:
+    """A Docker engine answers (`docker info`), not just a docker client on PATH."""
+    docker = shutil.which("docker")
+    if docker is None:
+        return False
+    try:
+        probe = subprocess.run([docker, "info"], capture_output=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return probe.returncode == 0
+
+
+def _e2e_mode(session: nox.Session) -> tuple[str, list[str]]:
+    """`--mode docker|host|auto` out of the posargs (the rest goes to pytest); auto: docker
+    when an engine answers."""
+    args, mode = list(session.posargs), "auto"
+    if "--mode" in args[:-1]:
+        i = args.index("--mode")
+        mode = args.pop(i + 1)
+        del args[i]
+    if mode not in ("auto", "docker", "host"):
+        raise nox.command.CommandFailed(f"--mode {mode!r}: expected docker, host or auto")
+    if mode == "auto":
+        mode = "docker" if _docker_engine() else "host"
+        session.log(f"e2e_local: {mode} mode ({'a' if mode == 'docker' else 'no'} Docker engine)")
+    return mode, args
+
+
 @pipeline_session
 def e2e_local(session: nox.Session) -> None:
     """End-to-end tests through Airflow's REST API and S3 on the local stack.
 
-    Starts the stack if needed and leaves it up for the next cycle: `nox -s e2e_local down`
-    stops it afterwards."""
+    `-- --mode docker|host` picks the stack (default: docker when an engine answers). Host mode
+    starts the processes if needed and leaves them up for the next cycle (`nox -s e2e_local
+    down` stops them); docker mode builds the compose stack, waits, tests, and takes it down."""
+    mode, pytest_args = _e2e_mode(session)
     env = _pipeline_env(session)
+    if mode == "docker":
+        _run(session, env, "python", "-m", "host_stack.compose", "e2e", *pytest_args)
+        return
     _run(session, env, "python", "-m", "host_stack", "up")
     out = _run(session, env, "python", "-m", "host_stack", "env", "--json", silent=True)
     env.update(json.loads(str(out).strip().splitlines()[-1]))
-    _run(session, env, "pytest", "tests/e2e", *session.posargs)
+    _run(session, env, "pytest", "tests/e2e", *pytest_args)
 
 
 @pipeline_session
