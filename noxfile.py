@@ -216,7 +216,7 @@ def _e2e_mode(session: nox.Session) -> tuple[str, list[str]]:
         mode = args.pop(i + 1)
         del args[i]
     if mode not in ("auto", "docker", "host"):
-        raise nox.command.CommandFailed(f"--mode {mode!r}: expected docker, host or auto")
+        session.error(f"--mode {mode!r}: expected docker, host or auto")
     if mode == "auto":
         mode = "docker" if _docker_engine() else "host"
         session.log(f"e2e_local: {mode} mode ({'a' if mode == 'docker' else 'no'} Docker engine)")
