@@ -154,7 +154,7 @@ def _git(*args: str) -> str:
     return result.stdout
 
 
-def build_release(out_dir: Path = DIST / "releases", say: Callable[[str], None] = print) -> Release:
+def build_release(out_dir: Path, say: Callable[[str], None] = print) -> Release:
     """`git archive` of HEAD as <out_dir>/<commit>.tar.gz (uncommitted changes are not in it)."""
     commit = _git("rev-parse", "--short=12", "HEAD").strip()
     if _git("status", "--porcelain", "--untracked-files=no").strip():
@@ -403,8 +403,11 @@ def deploy(
     stack_name: str = DEFAULT_STACK_NAME,
     say: Callable[[str], None] = print,
     clients: Clients | None = None,
+    build_dir: Path = DIST,
 ) -> DeployResult:
-    """Lint, build, change set; if `confirm`: secrets, execute, upload. See the module doc."""
+    """Lint, build, change set; if `confirm`: secrets, execute, upload. See the module doc.
+
+    The artifact and the release are built under `build_dir` (dist/ by default)."""
     if settings.pipeline_env != "aws":
         raise DeployError(
             f"PIPELINE_ENV={settings.pipeline_env}: the deploy is of the aws environment; run it "
@@ -414,8 +417,8 @@ def deploy(
     say(f"deploy: stack {stack_name} to {target}")
     lint_template()
     say(f"cfn-lint: {_shown(TEMPLATE)} is clean")
-    artifact = build_job_artifact(DIST / "spark_jobs")
-    release = build_release(say=say)
+    artifact = build_job_artifact(build_dir / "spark_jobs")
+    release = build_release(build_dir / "releases", say=say)
     say(f"built: job artifact {_shown(artifact.root)}, release {_shown(release.path)}")
 
     clients = clients or Clients.for_settings(settings)
