@@ -543,6 +543,8 @@ def main(argv: list[str] | None = None) -> int:
         help="print, as JSON, what `nox -s e2e_aws` needs or why it must skip",
     )
     args = parser.parse_args(argv)
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
     try:
         if args.e2e_target:
             print(json.dumps(e2e_target(os.environ)))
@@ -558,6 +560,16 @@ def main(argv: list[str] | None = None) -> int:
         deploy(settings, confirm=args.confirm, stack_name=args.stack_name)
     except (DeployError, ConfigError) as exc:
         print(f"deploy failed: {exc}", file=sys.stderr)
+        return 1
+    except NoCredentialsError:
+        print(
+            "deploy failed: no AWS credentials; log in first (`aws sso login`, AWS_PROFILE, or "
+            "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY in the environment)",
+            file=sys.stderr,
+        )
+        return 1
+    except (ClientError, BotoCoreError) as exc:
+        print(f"deploy failed: AWS refused a call: {exc}", file=sys.stderr)
         return 1
     return 0
 
