@@ -114,11 +114,21 @@ def lint_template(template: Path = TEMPLATE) -> None:
         )
 
 
+def emr_cluster_config(settings: Settings) -> dict[str, Any]:
+    """envs/aws/<EMR_CLUSTER_CONFIG> as written (the DAGs fill its placeholders; the role names
+    and tags read here have none), without importing Airflow."""
+    path = settings.emr_cluster_config_path
+    if path is None or not path.is_file():
+        raise DeployError(
+            f"EMR cluster config {path} not found (EMR_CLUSTER_CONFIG in "
+            f"{settings.settings_file}); the stack names the EMR roles after it"
+        )
+    return json.loads(path.read_text())
+
+
 def emr_role_names(settings: Settings) -> tuple[str, str]:
     """(ServiceRole, JobFlowRole) of envs/aws/<EMR_CLUSTER_CONFIG>: the names the stack creates."""
-    from orchestration.spark_job import load_emr_cluster_config
-
-    cluster = load_emr_cluster_config(settings)
+    cluster = emr_cluster_config(settings)
     try:
         return cluster["ServiceRole"], cluster["JobFlowRole"]
     except KeyError as exc:

@@ -22,7 +22,6 @@ import pytest
 from config.config import load_settings
 from host_stack.localstack import LocalStack, find_localstack_python, free_port
 from orchestration import deploy
-from orchestration.spark_job import load_emr_cluster_config
 
 pytestmark = pytest.mark.localstack
 
@@ -150,7 +149,7 @@ def _s3_resources(documents: list[dict]) -> set[str]:
 
 def test_emr_roles_exist_under_the_cluster_configs_names(rehearsal, first):
     iam = rehearsal.client("iam")
-    cluster = load_emr_cluster_config(rehearsal.settings)
+    cluster = deploy.emr_cluster_config(rehearsal.settings)
     data, logs = rehearsal.settings.data_bucket, rehearsal.settings.logs_bucket
 
     service = iam.get_role(RoleName=cluster["ServiceRole"])["Role"]

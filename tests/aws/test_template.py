@@ -436,9 +436,7 @@ def test_deploy_fills_every_required_parameter(template, aws_settings):
 
 
 def test_emr_roles_are_the_ones_the_cluster_config_names(template, aws_settings):
-    from orchestration.spark_job import load_emr_cluster_config
-
-    cluster = load_emr_cluster_config(aws_settings)
+    cluster = deploy.emr_cluster_config(aws_settings)
     parameters = deploy.stack_parameters(aws_settings, "releases/0123456789ab.tar.gz")
     resources = template["Resources"]
     assert resources["EmrServiceRole"]["Properties"]["RoleName"] == {"Ref": "EmrServiceRoleName"}
@@ -450,9 +448,7 @@ def test_emr_roles_are_the_ones_the_cluster_config_names(template, aws_settings)
 
 
 def test_emr_clusters_carry_the_tags_the_policies_require(template, aws_settings):
-    from orchestration.spark_job import load_emr_cluster_config
-
-    tags = {t["Key"]: t["Value"] for t in load_emr_cluster_config(aws_settings)["Tags"]}
+    tags = {t["Key"]: t["Value"] for t in deploy.emr_cluster_config(aws_settings)["Tags"]}
     # AmazonEMRServicePolicy_v2 acts only on resources with this tag; Airflow's RunJobFlow
     # statement requires the project tag.
     assert tags["for-use-with-amazon-emr-managed-policies"] == "true"
@@ -464,15 +460,6 @@ def test_emr_clusters_carry_the_tags_the_policies_require(template, aws_settings
             t["Key"]: t["Value"] for t in template["Resources"][network]["Properties"]["Tags"]
         }
         assert network_tags["for-use-with-amazon-emr-managed-policies"] == "true", network
-
-
-def test_emr_subnet_from_config_goes_into_the_cluster_request(aws_settings):
-    from orchestration.spark_job import load_emr_cluster_config
-
-    assert "Ec2SubnetId" not in load_emr_cluster_config(aws_settings)["Instances"]
-    on_instance = load_settings("aws", environ={"EMR_SUBNET_ID": "subnet-0123456789abcdef0"})
-    instances = load_emr_cluster_config(on_instance)["Instances"]
-    assert instances["Ec2SubnetId"] == "subnet-0123456789abcdef0"
 
 
 # --- the instance's user data ---------------------------------------------------------------
