@@ -26,7 +26,11 @@ REAL_TOOLS = (
     "bash", "basename", "cat", "chmod", "cp", "date", "dirname", "grep", "gzip", "install",
     "ln", "mkdir", "mv", "rm", "seq", "tar", "touch",
 )  # fmt: skip
-SECRETS = {"AIRFLOW_ADMIN_PASSWORD": "pw-admin", "POSTGRES_PASSWORD": "pw-postgres"}
+# What the AWS CLI stub serves from SSM Parameter Store (test values, not secrets).
+SECRETS = {
+    "AIRFLOW_ADMIN_PASSWORD": "pw-admin",  # pragma: allowlist secret
+    "POSTGRES_PASSWORD": "pw-postgres",  # pragma: allowlist secret
+}
 
 STUBS = {
     # Installing the packages puts the engine and Python 3.11 on PATH, as on Amazon Linux.
@@ -175,7 +179,7 @@ def test_first_boot_installs_fetches_and_starts_the_aws_env(machine, release):
         "AWS_REGION=eu-west-1",
         "DATA_BUCKET=acme-data",
         "LOGS_BUCKET=acme-logs",
-        "EMR_SUBNET_ID=subnet-0123456789abcdef0",
+        "EMR_SUBNET_ID=subnet-0123456789abcdef0",  # pragma: allowlist secret
         *(f"{name}={value}" for name, value in SECRETS.items()),
     ]
     assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
