@@ -251,6 +251,31 @@ def build_jobs(session: nox.Session) -> None:
          *session.posargs)  # fmt: skip
 
 
+@pipeline_session
+def deploy(session: nox.Session) -> None:
+    """Deploy the aws environment (envs/aws/cloudformation.yaml) by CloudFormation change sets.
+
+    `nox -s deploy -- --target aws` shows what would change; add `--confirm` to apply.
+    `--target localstack` runs the same deploy on a LocalStack it starts (and stops)."""
+    env = _pipeline_env(session) | {"PIPELINE_ENV": "aws"}
+    _run(session, env, "python", "-m", "orchestration.deploy", *session.posargs)
+
+
+@pipeline_session
+def e2e_aws(session: nox.Session) -> None:
+    """The e2e tests against the deployed aws environment: Airflow through the SSM port forward
+    (AIRFLOW_API_URL), S3 in the account of your credentials. Skips, saying why, without them."""
+    env = _pipeline_env(session) | {"PIPELINE_ENV": "aws"}
+    out = _run(session, env, "python", "-m", "orchestration.deploy", "--e2e-target", silent=True)
+    target = json.loads(str(out).strip().splitlines()[-1])
+    if "skip" in target:
+        session.skip(target["skip"])
+    env.update(target["env"])
+    # Each DAG run waits for an EMR cluster to start (~10 min) besides the job itself.
+    env.setdefault("E2E_RUN_TIMEOUT", os.environ.get("E2E_RUN_TIMEOUT", "3600"))
+    _run(session, env, "pytest", "tests/e2e", *session.posargs)
+
+
 @nox.session(python=PYTHON, venv_backend="none")
 def lock(session: nox.Session) -> None:
     """Regenerate the pinned locks from requirements*.in (needs uv)."""

@@ -187,6 +187,12 @@ def _check_emr_release(label: str) -> str:
     return label
 
 
+def _check_subnet_id(subnet_id: str) -> str:
+    if not re.fullmatch(r"subnet-[0-9a-f]{8,17}", subnet_id):
+        raise ValueError("is not an EC2 subnet id of the form subnet-0123456789abcdef0")
+    return subnet_id
+
+
 def _check_timezone(name: str) -> str:
     try:
         zoneinfo.ZoneInfo(name)
@@ -204,6 +210,7 @@ _KEY_CHECKS = {
     "processed_prefix": _check_key_prefix,
     "logs_prefix": _check_key_prefix,
     "emr_job_artifact_prefix": _check_key_prefix,
+    "emr_subnet_id": _check_subnet_id,
     "generation_schedule": _check_cron,
     "processing_schedule": _check_cron,
     "aws_endpoint_url": _check_endpoint_url,
@@ -211,7 +218,12 @@ _KEY_CHECKS = {
     "emr_cluster_config": _check_relative_json_path,
     "schedule_timezone": _check_timezone,
 }
-_OPTIONAL_KEYS = ("aws_endpoint_url", "aws_access_key_id", "aws_secret_access_key")
+_OPTIONAL_KEYS = (
+    "aws_endpoint_url",
+    "aws_access_key_id",
+    "aws_secret_access_key",
+    "emr_subnet_id",
+)
 _AWS_ONLY_KEYS = ("emr_release_label", "emr_cluster_config", "emr_job_artifact_prefix")
 
 
@@ -288,6 +300,12 @@ class Settings(BaseSettings):
         description="Key prefix in the data bucket where the Spark job code is uploaded "
         "(aws only).",
         expected="a key prefix like artifacts/spark_jobs",
+    )
+    emr_subnet_id: str | None = _setting(
+        None,
+        description="Subnet the EMR clusters launch into (aws only); the deployed stack's "
+        "tagged subnet, set on the Airflow instance by envs/aws/cloudformation.yaml.",
+        expected="an EC2 subnet id like subnet-0123456789abcdef0, or unset",
     )
     generation_schedule: str = _setting(
         description="Cron schedule of the data generation DAG.",

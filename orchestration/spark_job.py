@@ -217,7 +217,12 @@ def load_emr_cluster_config(settings: Settings) -> dict[str, Any]:
                 ) from None
         return node
 
-    return fill(config)
+    filled = fill(config)
+    if settings.emr_subnet_id:
+        # The deployed stack's subnet, tagged for EMR's scoped service policy; known only after
+        # the deploy, so it comes from the instance's environment, not from the JSON file.
+        filled.setdefault("Instances", {})["Ec2SubnetId"] = settings.emr_subnet_id
+    return filled
 
 
 def emr_job_flow_overrides(job: SparkJob, settings: Settings) -> dict[str, Any]:

@@ -101,6 +101,17 @@ def test_cluster_is_a_safe_transient_cluster(use_env):
     assert {a["Name"] for a in config["Applications"]} >= {"Spark"}
 
 
+def test_cluster_goes_into_the_subnet_of_emr_subnet_id(use_env, emr_model):
+    from orchestration.spark_job import load_emr_cluster_config
+
+    # Unset (the committed settings): EMR's default subnet; on the instance, the stack's subnet.
+    assert "Ec2SubnetId" not in load_emr_cluster_config(use_env("aws"))["Instances"]
+    settings = use_env("aws", EMR_SUBNET_ID="subnet-0123456789abcdef0")
+    config = {"Name": "subnet-test", **load_emr_cluster_config(settings)}
+    assert config["Instances"]["Ec2SubnetId"] == "subnet-0123456789abcdef0"
+    assert _errors(emr_model, "RunJobFlow", config) == ""
+
+
 def test_cluster_and_steps_point_at_files_the_artifact_contains(dagbag, use_env, tmp_path):
     from orchestration.artifact import build_job_artifact
 

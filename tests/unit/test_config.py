@@ -300,6 +300,7 @@ def test_malformed_value_from_environment(key: str, value: str, reason: str, exp
         ("EMR_CLUSTER_CONFIG", "../emr_cluster.json", "a .json path relative to envs/<env>/"),
         ("EMR_CLUSTER_CONFIG", "emr_cluster.yaml", "a .json path relative to envs/<env>/"),
         ("EMR_JOB_ARTIFACT_PREFIX", "artifacts//jobs", "a key prefix like artifacts/spark_jobs"),
+        ("EMR_SUBNET_ID", "sn-0123abcd", "an EC2 subnet id like subnet-0123456789abcdef0"),
     ],
 )
 def test_malformed_emr_value(key: str, value: str, expected: str) -> None:

