@@ -127,6 +127,14 @@ def test_empty_endpoint_in_environment_means_real_aws() -> None:
     assert settings.spark_s3_conf() == {}
 
 
+def test_empty_emr_subnet_in_environment_means_unset() -> None:
+    # docker-compose.yml passes ${EMR_SUBNET_ID:-}: empty when the instance's .env lacks it.
+    settings = load_settings("aws", environ={"EMR_SUBNET_ID": ""})
+
+    assert settings.emr_subnet_id is None
+    assert settings.sources["EMR_SUBNET_ID"] == "environment"
+
+
 def test_settings_are_frozen() -> None:
     settings = load_settings(environ={})
     with pytest.raises(ValidationError, match="frozen"):
