@@ -32,6 +32,14 @@ AIRFLOW_SERVICES = (
     "airflow-triggerer",
     "airflow-worker",
 )
+# Settings the instance's .env sets (envs/aws/cloudformation.yaml, step 4), none equal to the
+# defaults, so a test can tell that they, not envs/<env>/settings.env, reached a container.
+STACK_SETTINGS = {
+    "AWS_REGION": "eu-west-1",
+    "DATA_BUCKET": "acme-data",
+    "LOGS_BUCKET": "acme-logs",
+    "EMR_SUBNET_ID": "subnet-0123456789abcdef0",  # pragma: allowlist secret
+}
 # Recognisable fake values, one per secret, so a test can find every place each one lands.
 FAKE_SECRETS = {key: f"fake-{key.lower().replace('_', '-')}-0123" for key in SECRET_KEYS}
 

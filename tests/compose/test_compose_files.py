@@ -23,6 +23,7 @@ from tests.compose.conftest import (
     BASE,
     MERGED,
     REPO_ROOT,
+    STACK_SETTINGS,
     render,
     run_compose,
 )
@@ -147,9 +148,14 @@ def test_local_ports_bind_loopback_and_follow_the_host_stack_port_settings():
 # --- the environment of each target --------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    "settings_env", [{}, STACK_SETTINGS], ids=["defaults", "settings-from-the-environment"]
+)
 @pytest.mark.parametrize(("files", "env_name"), [(BASE, "aws"), (MERGED, "local")])
-def test_airflow_env_is_what_orchestration_derives_for_the_container(files, env_name):
-    services = render(files)["services"]
+def test_airflow_env_is_what_orchestration_derives_for_the_container(
+    files, env_name, settings_env
+):
+    services = render(files, settings_env)["services"]
     for name in AIRFLOW_SERVICES:
         environment = services[name]["environment"]
         # What config sees in the container: the service's environment over the mounted
