@@ -16,12 +16,10 @@ It lives beside artifact.py (which it uses) rather than in envs/aws/, which hold
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
 import hashlib
 import json
 import os
-import secrets
 import subprocess
 import sys
 import time
@@ -32,6 +30,7 @@ from typing import Any
 
 from config.config import ConfigError, Settings, load_settings
 from orchestration.artifact import REPO_ROOT, JobArtifact, build_job_artifact
+from orchestration.compose_secrets import SECRET_KEYS
 
 TEMPLATE = REPO_ROOT / "envs" / "aws" / "cloudformation.yaml"
 DIST = REPO_ROOT / "dist"
@@ -45,20 +44,6 @@ STACK_TIMEOUT = 1800.0
 # The metadata key of our uploads: the sha256 of the file, to skip unchanged ones.
 SHA256_METADATA = "sha256"
 
-
-def _fernet_key() -> str:
-    return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
-
-
-# The Airflow secrets: SecureString parameters under SECRETS_PATH, created once (never
-# overwritten) and written by the instance into its untracked .env as NAME=value.
-SECRETS: Mapping[str, Callable[[], str]] = {
-    "AIRFLOW_ADMIN_PASSWORD": lambda: secrets.token_urlsafe(24),
-    "AIRFLOW_FERNET_KEY": _fernet_key,
-    "AIRFLOW_API_SECRET_KEY": lambda: secrets.token_urlsafe(48),
-    "AIRFLOW_JWT_SECRET": lambda: secrets.token_urlsafe(48),
-    "POSTGRES_PASSWORD": lambda: secrets.token_urlsafe(24),
-}
 
 
 class DeployError(RuntimeError):
@@ -377,9 +362,13 @@ def upload_contents(
 
 
 def ensure_secrets(ssm: Any, path: str = SECRETS_PATH) -> list[str]:
-    """Create each missing SECRETS parameter (SecureString); existing ones are kept as they are."""
+    """Create each missing secret as a SecureString parameter; existing ones are kept as they are.
+
+    The names and generators are compose_secrets.SECRET_KEYS, the secrets docker-compose.yml
+    requires: the instance writes these parameters into its untracked .env as NAME=value.
+    """
     created = []
-    for name, generate in SECRETS.items():
+    for name, generate in SECRET_KEYS.items():
         try:
             ssm.put_parameter(
                 Name=f"{path}/{name}",

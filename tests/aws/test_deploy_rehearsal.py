@@ -22,6 +22,7 @@ import pytest
 from config.config import load_settings
 from host_stack.localstack import LocalStack, find_localstack_python, free_port
 from orchestration import deploy
+from orchestration.compose_secrets import SECRET_KEYS
 
 pytestmark = pytest.mark.localstack
 
@@ -263,7 +264,7 @@ def test_airflow_secrets_are_secure_strings(rehearsal, first):
     ssm = rehearsal.client("ssm")
     found = ssm.get_parameters_by_path(Path=deploy.SECRETS_PATH, WithDecryption=False)
     types = {p["Name"].rsplit("/", 1)[-1]: p["Type"] for p in found["Parameters"]}
-    assert types == dict.fromkeys(deploy.SECRETS, "SecureString")
+    assert types == dict.fromkeys(SECRET_KEYS, "SecureString")
     assert sorted(result.secrets_created) == sorted(f"{deploy.SECRETS_PATH}/{n}" for n in types)
 
 
