@@ -1,13 +1,14 @@
 """The Airflow instance's boot script (the template's user data), run here with real bash.
 
 What cannot run on this machine is replaced by small recording stubs on PATH: dnf, systemctl,
-the Docker engine, the AWS CLI (it serves a real `git archive` release and two secrets) and the
+the Docker engine, the AWS CLI (it serves a real `git archive` release and the secrets) and the
 Python 3.11 venv that installs the Compose CLI. Everything else is the real thing: bash, tar,
 install, ln. Paths under / (/opt, /var/log, Docker's plugin dir) are pointed into tmp_path.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -18,7 +19,9 @@ from pathlib import Path
 import pytest
 from cfnlint.decode.cfn_yaml import load
 
+from config.config import load_settings
 from orchestration import deploy
+from tests.compose.conftest import AIRFLOW_SERVICES, FAKE_SECRETS, run_compose
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = REPO_ROOT / "envs" / "aws" / "cloudformation.yaml"
@@ -26,11 +29,9 @@ REAL_TOOLS = (
     "bash", "basename", "cat", "chmod", "cp", "date", "dirname", "grep", "gzip", "install",
     "ln", "mkdir", "mv", "rm", "seq", "tar", "touch",
 )  # fmt: skip
-# What the AWS CLI stub serves from SSM Parameter Store (test values, not secrets).
-SECRETS = {
-    "AIRFLOW_ADMIN_PASSWORD": "pw-admin",  # pragma: allowlist secret
-    "POSTGRES_PASSWORD": "pw-postgres",  # pragma: allowlist secret
-}
+# What the AWS CLI stub serves from SSM Parameter Store: every secret deploy creates (the
+# compose stack's), with recognisable test values.
+SECRETS = FAKE_SECRETS
 
 STUBS = {
     # Installing the packages puts the engine and Python 3.11 on PATH, as on Amazon Linux.
@@ -44,9 +45,11 @@ case "$1 $2" in
     if [ ! -e "$STATE/uploaded" ]; then touch "$STATE/uploaded"; exit 1; fi
     cp "$RELEASE_TARBALL" "$5" ;;
   "ssm get-parameters-by-path")
-    printf '%s\t%s\n' "$4/AIRFLOW_ADMIN_PASSWORD" pw-admin "$4/POSTGRES_PASSWORD" pw-postgres ;;
+    printf '%s\t%s\n' PARAMETERS ;;
   *) exit 2 ;;
-esac""",
+esac""".replace(
+        "PARAMETERS", " ".join(f'"$4/{name}" {value}' for name, value in SECRETS.items())
+    ),
 }
 PACKAGES = {
     "docker": 'echo "docker $* (in $PWD)" >>"$CALLS"',
@@ -213,3 +216,32 @@ def test_boot_fails_when_the_secrets_cannot_be_read(machine):
     assert "docker compose" not in calls
     assert not (machine["app"] / "current" / ".env").exists()
     assert os.path.exists(machine["app"] / "current" / ".env.partial")
+
+
+def test_the_env_the_instance_writes_reaches_every_airflow_service(machine):
+    """The booted release's docker-compose.yml with the .env the boot wrote, rendered by the real
+    Compose CLI: every secret it requires is there, and every setting reaches the containers."""
+    _boot(machine)
+    current = machine["app"] / "current"
+    env_file = current / ".env"
+    result = run_compose(
+        (str(current / "docker-compose.yml"),), {}, "config", "--format", "json",
+        env_file=str(env_file),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    written = dict(line.split("=", 1) for line in env_file.read_text().splitlines())
+    stack_settings = {key: value for key, value in written.items() if key not in SECRETS}
+    assert set(stack_settings) >= {"PIPELINE_ENV", "AWS_REGION", "DATA_BUCKET", "EMR_SUBNET_ID"}
+    for name in AIRFLOW_SERVICES:
+        environment = services[name]["environment"]
+        for key, value in stack_settings.items():
+            assert environment.get(key) == value, (
+                f"{name}: the instance's .env sets {key}, but docker-compose.yml does not pass "
+                "it into the container; add it to x-airflow-common's environment"
+            )
+        settings = load_settings(environ=environment)
+        assert settings.emr_subnet_id == "subnet-0123456789abcdef0", name
+        assert environment["AIRFLOW__LOGGING__REMOTE_BASE_LOG_FOLDER"] == settings.logs_uri, name
+        region = json.loads(environment["AIRFLOW_CONN_AWS_DEFAULT"])["extra"]["region_name"]
+        assert region == settings.aws_region == "eu-west-1", name
