@@ -45,7 +45,6 @@ STACK_TIMEOUT = 1800.0
 SHA256_METADATA = "sha256"
 
 
-
 class DeployError(RuntimeError):
     """The deploy cannot go on; the message names what, where and the fix."""
 

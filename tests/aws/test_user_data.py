@@ -47,9 +47,7 @@ case "$1 $2" in
   "ssm get-parameters-by-path")
     printf '%s\t%s\n' PARAMETERS ;;
   *) exit 2 ;;
-esac""".replace(
-        "PARAMETERS", " ".join(f'"$4/{name}" {value}' for name, value in SECRETS.items())
-    ),
+esac""".replace("PARAMETERS", " ".join(f'"$4/{name}" {value}' for name, value in SECRETS.items())),
 }
 PACKAGES = {
     "docker": 'echo "docker $* (in $PWD)" >>"$CALLS"',

@@ -152,9 +152,7 @@ def test_local_ports_bind_loopback_and_follow_the_host_stack_port_settings():
     "settings_env", [{}, STACK_SETTINGS], ids=["defaults", "settings-from-the-environment"]
 )
 @pytest.mark.parametrize(("files", "env_name"), [(BASE, "aws"), (MERGED, "local")])
-def test_airflow_env_is_what_orchestration_derives_for_the_container(
-    files, env_name, settings_env
-):
+def test_airflow_env_is_what_orchestration_derives_for_the_container(files, env_name, settings_env):
     services = render(files, settings_env)["services"]
     for name in AIRFLOW_SERVICES:
         environment = services[name]["environment"]
