@@ -30,7 +30,7 @@ def _show(settings: Settings) -> list[str]:
 
 
 def _spark_conf(settings: Settings) -> list[str]:
-    return [f"--conf {key}={value}" for key, value in settings.spark_s3_conf().items()]
+    return [f"--conf {key}={value}" for key, value in settings.spark_submit_conf().items()]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -223,6 +223,7 @@ _OPTIONAL_KEYS = (
     "aws_access_key_id",
     "aws_secret_access_key",
     "emr_subnet_id",
+    "spark_java_options",
 )
 _AWS_ONLY_KEYS = ("emr_release_label", "emr_cluster_config", "emr_job_artifact_prefix")
 
@@ -284,6 +285,12 @@ class Settings(BaseSettings):
     spark_master: str = _setting(
         description="Spark master the jobs are submitted to (yarn on EMR).",
         expected="spark://host:port, local[N], local[*] or yarn",
+    )
+    spark_java_options: str | None = _setting(
+        None,
+        description="JVM options of the jobs' Spark driver and executors; unset keeps the "
+        "cluster's own (EMR sets its defaults in spark-defaults).",
+        expected="JVM options like -XX:-DontCompileHugeMethods, or unset",
     )
     emr_release_label: str | None = _setting(
         None,
@@ -437,6 +444,14 @@ class Settings(BaseSettings):
             "aws_access_key_id": self.aws_access_key_id,
             "aws_secret_access_key": secret.get_secret_value() if secret else None,
         }
+
+    def spark_submit_conf(self) -> dict[str, str]:
+        """Every --conf a job is submitted with: S3 (spark_s3_conf) and SPARK_JAVA_OPTIONS."""
+        conf = self.spark_s3_conf()
+        if self.spark_java_options:
+            conf["spark.driver.extraJavaOptions"] = self.spark_java_options
+            conf["spark.executor.extraJavaOptions"] = self.spark_java_options
+        return conf
 
     def spark_s3_conf(self) -> dict[str, str]:
         """Spark conf pointing S3 at the endpoint; empty without one (EMR's s3:// is native)."""

@@ -175,7 +175,7 @@ def _spark_submit_tasks(job: SparkJob, settings: Settings) -> None:
         conn_id=SPARK_CONN_ID,
         application=package["application"],
         py_files=package["py_files"],
-        conf=settings.spark_s3_conf(),
+        conf=settings.spark_submit_conf(),
         application_args=list(job.args),
         name=f"{job.name}-{{{{ ds }}}}",
         execution_timeout=SPARK_JOB_TIMEOUT,
@@ -233,7 +233,7 @@ def emr_job_flow_overrides(job: SparkJob, settings: Settings) -> dict[str, Any]:
 def emr_spark_steps(job: SparkJob, settings: Settings) -> list[dict[str, Any]]:
     """AddJobFlowSteps steps: spark-submit (command-runner.jar) of the job code in S3."""
     artifacts = settings.emr_job_artifacts_uri
-    conf = settings.spark_s3_conf()
+    conf = settings.spark_submit_conf()
     conf_args = [arg for key, value in conf.items() for arg in ("--conf", f"{key}={value}")]
     return [
         {

@@ -32,7 +32,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from pyspark import StorageLevel
-from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import Column, DataFrame, Observation, SparkSession, Window
 from pyspark.sql import functions as F  # noqa: N812  (Spark's own convention)
 from pyspark.sql import types as T  # noqa: N812
 
@@ -953,15 +953,13 @@ def process_day(
         counts = reason_counts(validated)
         valid, quarantine = split_valid(validated)
         kept, dropped = deduplicate(valid)
+        # Before anything is replaced: the manifest agrees and no line is unaccounted for.
+        quality_report(day, counts, dropped, {}, manifest)
         tables = build_tables(kept, day)
         tables[QUARANTINE_TABLE] = quarantine.coalesce(1)
-        table_rows = {"orders": tables["orders"].count()}
+        table_rows = _publish(storage, output_uri, day, tables)
+        # Again with the rows actually written; the day stays unpublished if they disagree.
         report = quality_report(day, counts, dropped, table_rows, manifest)
-        _publish(storage, output_uri, day, tables)
-        report["tables"] = {
-            name: storage.read_parquet(table_day_dir(output_uri, name, day)).count()
-            for name in tables
-        }
         report["seconds"] = round(time.monotonic() - started, 1)
         # The report is the day marker: written last, after every table and its _SUCCESS.
         storage.write_text(report_path(output_uri, day), json.dumps(report, indent=2) + "\n")
@@ -972,15 +970,26 @@ def process_day(
     return report
 
 
-def _publish(storage: Storage, output_uri: str, day: date, tables: dict[str, DataFrame]) -> None:
-    """Unpublish the day, replace each table's partition, then mark each table done."""
+def _publish(
+    storage: Storage, output_uri: str, day: date, tables: dict[str, DataFrame]
+) -> dict[str, int]:
+    """Unpublish the day, replace each table's partition, then mark each table done.
+
+    Returns the rows written per table, counted by the writes themselves (no read-back)."""
     storage.delete(report_path(output_uri, day))
     for name in tables:
         storage.delete(join(table_day_dir(output_uri, name, day), SUCCESS_MARKER))
+    rows = {}
     for name, df in tables.items():
-        storage.write_parquet(df, table_day_dir(output_uri, name, day))
+        written = Observation(f"{name}_rows")
+        storage.write_parquet(
+            df.observe(written, F.count(F.lit(1)).alias("rows")),
+            table_day_dir(output_uri, name, day),
+        )
+        rows[name] = written.get["rows"]
     for name in tables:
         storage.write_text(join(table_day_dir(output_uri, name, day), SUCCESS_MARKER), "")
+    return rows
 
 
 def read_published(

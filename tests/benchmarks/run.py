@@ -37,8 +37,14 @@ DAY = dt.date(2026, 1, 15)
 def _spark():
     from pyspark.sql import SparkSession
 
+    from config.config import load_settings
+
+    # The JVM options the local jobs are submitted with (SPARK_JAVA_OPTIONS), so the figures
+    # are the jobs' own.
+    java_options = load_settings("local").spark_java_options or ""
     return (
         SparkSession.builder.master("local[2]")
+        .config("spark.driver.extraJavaOptions", java_options)
         .appName("bench")
         .config("spark.ui.enabled", "false")
         .config("spark.sql.shuffle.partitions", "8")

@@ -457,8 +457,10 @@ def test_cli_spark_conf_prints_one_conf_per_line() -> None:
 
     assert local.returncode == 0, local.stderr
     assert sorted(local.stdout.splitlines()) == sorted(
-        f"--conf {key}={value}" for key, value in LOCAL_S3_CONF.items()
+        f"--conf {key}={value}"
+        for key, value in load_settings("local", environ={}).spark_submit_conf().items()
     )
+    assert len(local.stdout.splitlines()) == len(LOCAL_S3_CONF) + 2  # + the JVM options
     assert (aws.returncode, aws.stdout) == (0, "")
 
 
@@ -468,3 +470,15 @@ def test_cli_reports_config_errors_without_a_traceback() -> None:
     assert result.returncode == 1
     assert result.stderr.startswith("config error: PIPELINE_ENV='prod' (from the environment)")
     assert "Traceback" not in result.stderr
+
+
+def test_spark_submit_conf_adds_the_java_options_where_set() -> None:
+    local = load_settings(environ={})
+    conf = local.spark_submit_conf()
+    assert conf["spark.driver.extraJavaOptions"] == local.spark_java_options
+    assert conf["spark.executor.extraJavaOptions"] == local.spark_java_options
+    assert {k: v for k, v in conf.items() if "JavaOptions" not in k} == local.spark_s3_conf()
+    # On EMR the cluster's own JVM options stay in force.
+    assert load_settings("aws", environ={}).spark_submit_conf() == {}
+    unset = load_settings(environ={"SPARK_JAVA_OPTIONS": ""}).spark_submit_conf()
+    assert "spark.driver.extraJavaOptions" not in unset
