@@ -271,6 +271,7 @@ def create_emr_roles(
     endpoint_url: str,
     service_role: str,
     instance_profile: str,
+    *,
     region: str = "us-east-1",
     access_key_id: str = "test",
     secret_access_key: str = "test",  # noqa: S107  (LocalStack's documented dummy key)

@@ -226,7 +226,7 @@ class EmrEmulator:
         captured: dict[str, Any] = {}
 
         def start_response(status: str, headers: list, exc_info: Any = None) -> Callable:
-            captured["status"] = int(status.split()[0])
+            captured["status"] = int(status.split(maxsplit=1)[0])
             return lambda data: None
 
         chunks = self._moto_app(env, start_response)

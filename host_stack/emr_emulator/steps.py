@@ -52,9 +52,8 @@ FETCHED_LIST_OPTIONS = frozenset(("--py-files", "--files", "--jars", "--archives
 INTERPRETER_EXPORTS = ("PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON")
 # The node's view of the pipeline: settings and the checkout are not on an EMR node.
 NODE_ENV_DROPPED_PREFIXES = ("AIRFLOW", "PYTHONPATH", "VIRTUAL_ENV", "SPARK_CONF_DIR")
-FAILURE_LINE_RE = re.compile(
-    r"^(?:[\w.]+\.)?(?P<name>\w*(?:Error|Exception))\b(?::\s*(?P<text>.*))?"
-)
+# The line a Python traceback or a JVM exception ends with: "pkg.mod.SomeError: what happened".
+FAILURE_LINE_RE = re.compile(r"^(?:[\w.]+\.)?(?P<name>\w*(?:Error|Exception))\b")
 MAX_FAILURE_MESSAGE = 2000
 
 

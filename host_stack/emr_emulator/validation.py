@@ -62,50 +62,53 @@ def _render(value: Any) -> str:
     return "null" if value is None else f"'{value}'"
 
 
+def _violation(value: Any, path: str, constraint: str) -> str:
+    return f"Value {_render(value)} at '{path}' failed to satisfy constraint: {constraint}"
+
+
+def _member_path(path: str, name: str) -> str:
+    return f"{path}.{_lower_first(name)}" if path else _lower_first(name)
+
+
+def _bounds(value: Any, size: int, meta: dict[str, Any], path: str, what: str) -> list[str]:
+    """min/max of a length (what="length") or of a number (what="value")."""
+    errors = []
+    if meta.get("min") and size < meta["min"]:
+        constraint = f"Member must have {what} greater than or equal to {meta['min']}"
+        errors.append(_violation(value, path, constraint))
+    if "max" in meta and size > meta["max"]:
+        constraint = f"Member must have {what} less than or equal to {meta['max']}"
+        errors.append(_violation(value, path, constraint))
+    return errors
+
+
 def _value_errors(shape: Any, value: Any, path: str) -> list[str]:
     """Constraint violations of one value and everything below it, in AWS's wording."""
-    errors: list[str] = []
-    meta = shape.metadata
-
-    def fail(constraint: str) -> None:
-        errors.append(
-            f"Value {_render(value)} at '{path}' failed to satisfy constraint: {constraint}"
-        )
-
-    kind = shape.type_name
+    kind, meta = shape.type_name, shape.metadata
     if kind == "structure" and isinstance(value, dict):
-        for name in shape.required_members:
-            if value.get(name) is None:
-                member_path = f"{path}.{_lower_first(name)}" if path else _lower_first(name)
-                errors.append(
-                    f"Value null at '{member_path}' failed to satisfy constraint: "
-                    "Member must not be null"
-                )
+        errors = [
+            _violation(None, _member_path(path, name), "Member must not be null")
+            for name in shape.required_members
+            if value.get(name) is None
+        ]
         for name, member in shape.members.items():
             if value.get(name) is not None:
-                member_path = f"{path}.{_lower_first(name)}" if path else _lower_first(name)
-                errors += _value_errors(member, value[name], member_path)
-    elif kind == "list" and isinstance(value, list):
-        if "min" in meta and len(value) < meta["min"]:
-            fail(f"Member must have length greater than or equal to {meta['min']}")
-        if "max" in meta and len(value) > meta["max"]:
-            fail(f"Member must have length less than or equal to {meta['max']}")
+                errors += _value_errors(member, value[name], _member_path(path, name))
+        return errors
+    if kind == "list" and isinstance(value, list):
+        errors = _bounds(value, len(value), meta, path, "length")
         for index, item in enumerate(value, start=1):
             errors += _value_errors(shape.member, item, f"{path}.{index}.member")
-    elif kind == "string" and isinstance(value, str):
-        enum = meta.get("enum")
-        if enum and value not in enum:
-            fail(f"Member must satisfy enum value set: [{', '.join(enum)}]")
-        if meta.get("min") and len(value) < meta["min"]:
-            fail(f"Member must have length greater than or equal to {meta['min']}")
-        if "max" in meta and len(value) > meta["max"]:
-            fail(f"Member must have length less than or equal to {meta['max']}")
-    elif kind in ("integer", "long") and isinstance(value, int):
-        if "min" in meta and value < meta["min"]:
-            fail(f"Member must have value greater than or equal to {meta['min']}")
-        if "max" in meta and value > meta["max"]:
-            fail(f"Member must have value less than or equal to {meta['max']}")
-    return errors
+        return errors
+    if kind == "string" and isinstance(value, str):
+        errors = []
+        if meta.get("enum") and value not in meta["enum"]:
+            enum = ", ".join(meta["enum"])
+            errors.append(_violation(value, path, f"Member must satisfy enum value set: [{enum}]"))
+        return errors + _bounds(value, len(value), meta, path, "length")
+    if kind in ("integer", "long") and isinstance(value, int):
+        return _bounds(value, value, meta, path, "value")
+    return []
 
 
 def shape_errors(operation: str, body: dict[str, Any]) -> ApiError | None:
@@ -185,17 +188,15 @@ def _steps_problem(steps: list[dict[str, Any]]) -> ApiError | None:
     return None
 
 
-def run_job_flow_problem(
-    body: dict[str, Any], region: str, instance_profile_exists: Callable[[str], bool] | None
-) -> ApiError | None:
-    """What EMR refuses in a RunJobFlow request after its shape (None: EMR would accept it).
-
-    `instance_profile_exists(name)` asks IAM; None skips that check (no IAM to ask).
-    """
+def _roles_problem(body: dict[str, Any], region: str) -> ApiError | None:
     if not body.get("JobFlowRole"):
         return validation_error("InstanceProfile is required for creating cluster")
     if not body.get("ServiceRole"):
         return validation_error("ServiceRole is required for creating cluster")
+    return None
+
+
+def _release_problem(body: dict[str, Any], region: str) -> ApiError | None:
     label = body.get("ReleaseLabel")
     if label and body.get("AmiVersion"):
         return validation_error("Only one AMI version and release label may be specified.")
@@ -204,27 +205,46 @@ def run_job_flow_problem(
             f"The requested release label {label} is not available in {region}; "
             "`aws emr list-release-labels` lists those that are"
         )
-    instances = body.get("Instances") or {}
-    for where, instance_type in _instance_types(instances):
-        known = supported_instance_types(label) if label else frozenset()
-        if label and instance_type not in known:
+    if not label:
+        return None
+    known = supported_instance_types(label)
+    for where, instance_type in _instance_types(body.get("Instances") or {}):
+        if instance_type not in known:
             return validation_error(
                 f"Instance type '{instance_type}' ({where}) is not supported by release "
                 f"{label} in {region}; `aws emr list-supported-instance-types --release-label "
                 f"{label}` lists those that are"
             )
+    return None
+
+
+def _auto_termination_problem(body: dict[str, Any], region: str) -> ApiError | None:
     idle = (body.get("AutoTerminationPolicy") or {}).get("IdleTimeout")
     if idle is not None and not MIN_IDLE_TIMEOUT <= idle <= MAX_IDLE_TIMEOUT:
         return validation_error(
             f"AutoTerminationPolicy.IdleTimeout {idle} is out of range; it must be between "
             f"{MIN_IDLE_TIMEOUT} seconds and {MAX_IDLE_TIMEOUT} seconds (7 days)"
         )
-    problem = _steps_problem(body.get("Steps") or [])
-    if problem:
-        return problem
-    if instance_profile_exists is not None and not instance_profile_exists(body["JobFlowRole"]):
-        return validation_error(f"Invalid InstanceProfile: {body['JobFlowRole']}.")
     return None
+
+
+def run_job_flow_problem(
+    body: dict[str, Any], region: str, instance_profile_exists: Callable[[str], bool] | None
+) -> ApiError | None:
+    """What EMR refuses in a RunJobFlow request after its shape (None: EMR would accept it).
+
+    `instance_profile_exists(name)` asks IAM; None skips that check (no IAM to ask).
+    """
+    for check in (_roles_problem, _release_problem, _auto_termination_problem):
+        problem = check(body, region)
+        if problem:
+            return problem
+    problem = _steps_problem(body.get("Steps") or [])
+    profile = body["JobFlowRole"]
+    checks_iam = problem is None and instance_profile_exists is not None
+    if checks_iam and not instance_profile_exists(profile):
+        problem = validation_error(f"Invalid InstanceProfile: {profile}.")
+    return problem
 
 
 def add_steps_problem(body: dict[str, Any], cluster_state: str | None) -> ApiError | None:

@@ -18,7 +18,7 @@ from tests.emr_emulator.support import (
 
 pytestmark = pytest.mark.spark
 
-JOB = b'''
+JOB = b"""
 import importlib.util, os, sys
 from pyspark.sql import SparkSession
 from emu_lib import GREETING
@@ -34,7 +34,7 @@ print("from_spark_defaults", conf.get("spark.emulator.marker"))
 print("repository_importable", importlib.util.find_spec("orchestration") is not None)
 print("args", " ".join(sys.argv[1:]))
 spark.stop()
-'''
+"""
 
 
 def py_files_zip() -> bytes:
@@ -51,11 +51,17 @@ def spark_step(application: str) -> dict:
         "HadoopJarStep": {
             "Jar": "command-runner.jar",
             "Args": [
-                "spark-submit", "--deploy-mode", "cluster",
-                "--py-files", f"s3://{CODE_BUCKET}/jobs/lib.zip",
-                "--conf", "spark.ui.enabled=false",
-                application, "--date", "2026-01-15",
-            ],  # fmt: skip
+                "spark-submit",
+                "--deploy-mode",
+                "cluster",
+                "--py-files",
+                f"s3://{CODE_BUCKET}/jobs/lib.zip",
+                "--conf",
+                "spark.ui.enabled=false",
+                application,
+                "--date",
+                "2026-01-15",
+            ],
         },
     }
 
@@ -75,7 +81,10 @@ def test_a_spark_submit_step_runs_the_code_from_s3_on_local_spark(emr, emulator)
         {
             "Classification": "spark-env",
             "Configurations": [
-                {"Classification": "export", "Properties": {"PYSPARK_PYTHON": "/usr/bin/python3.11"}}
+                {
+                    "Classification": "export",
+                    "Properties": {"PYSPARK_PYTHON": "/usr/bin/python3.11"},
+                }
             ],
         },
     ]

@@ -198,7 +198,7 @@ def test_emr_poll_intervals_default_and_override() -> None:
     assert (aws.emr_step_poll_seconds, aws.emr_termination_poll_seconds) == (60, 30)
     fast = load_settings("aws", environ={"EMR_STEP_POLL_SECONDS": "2"})
     assert fast.emr_step_poll_seconds == 2
-    with pytest.raises(ConfigError, match="EMR_STEP_POLL_SECONDS='0'.*from 1 to 600"):
+    with pytest.raises(ConfigError, match=r"EMR_STEP_POLL_SECONDS='0'.*from 1 to 600"):
         load_settings("aws", environ={"EMR_STEP_POLL_SECONDS": "0"})
     with pytest.raises(ConfigError, match="EMR_ENDPOINT_URL='localhost:4570'"):
         load_settings("aws", environ={"EMR_ENDPOINT_URL": "localhost:4570"})
