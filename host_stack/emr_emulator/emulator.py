@@ -578,21 +578,24 @@ class EmrEmulator:
         seconds = (run.ended - run.started) if run.started else 0.0
         controller.append(f"exit code {run.exit_code}, {seconds:.1f} s, step {outcome}")
         run.controller.write_text("\n".join(controller) + "\n")
-        log_file = self._ship_logs(record, step.id, run)
+        shipped = self._ship_logs(record, step.id, run)
         with self.lock:
             step.state = outcome
             step.end_date_time = _now()
             if outcome == "FAILED":
-                stderr = run.stderr.read_text(errors="replace") if run.stderr.exists() else ""
-                record.steps[step.id].failure = failure_details(stderr, run.exit_code, log_file)
+                logs = [
+                    (path.read_text(errors="replace") if path.exists() else "", shipped.get(name))
+                    for name, path in (("stderr", run.stderr), ("stdout", run.stdout))
+                ]
+                record.steps[step.id].failure = failure_details(logs, run.exit_code)
             elif outcome == "CANCELLED":
                 record.steps[step.id].reason = "Cancelled because the cluster terminated"
         log.info("%s step %s %s after %.1f s", record.id, step.id, outcome, seconds)
         return outcome
 
-    def _ship_logs(self, record: ClusterRecord, step_id: str, run: StepRun) -> str | None:
-        """Upload controller/stdout/stderr gzipped under LogUri; return stderr's URI."""
-        stderr_uri = None
+    def _ship_logs(self, record: ClusterRecord, step_id: str, run: StepRun) -> dict[str, str]:
+        """Upload controller/stdout/stderr gzipped under LogUri; return name -> s3:// URI."""
+        shipped: dict[str, str] = {}
         for name, path in (
             ("controller", run.controller),
             ("stdout", run.stdout),
@@ -600,7 +603,7 @@ class EmrEmulator:
         ):
             where = record.log_key(step_id, name)
             if where is None:
-                return None
+                return shipped
             bucket, key = where
             try:
                 self._s3.put_object(Bucket=bucket, Key=key, Body=gzip_to(path))
@@ -614,9 +617,8 @@ class EmrEmulator:
                     exc,
                 )
                 continue
-            if name == "stderr":
-                stderr_uri = f"s3://{bucket}/{key}"
-        return stderr_uri
+            shipped[name] = f"s3://{bucket}/{key}"
+        return shipped
 
     # --- serving ----------------------------------------------------------------------------
 

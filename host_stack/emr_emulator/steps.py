@@ -301,21 +301,27 @@ class StepRun:
                 continue
 
 
-def failure_details(stderr_text: str, exit_code: int | None, log_file: str | None) -> dict:
-    """EMR's FailureDetails for a failed step: the error its stderr ends with, and where."""
-    reason, message = "Unknown Error", ""
-    lines = [line.strip() for line in stderr_text.splitlines() if line.strip()]
-    for line in reversed(lines):
-        match = FAILURE_LINE_RE.match(line)
-        if match and match["name"]:
-            reason, message = match["name"], line
-            break
-    if not message:
-        message = lines[-1] if lines else f"the step's command exited with code {exit_code}"
-    details = {"Reason": reason, "Message": message[:MAX_FAILURE_MESSAGE]}
-    if log_file:
-        details["LogFile"] = log_file
-    return details
+def failure_details(logs: list[tuple[str, str | None]], exit_code: int | None) -> dict:
+    """EMR's FailureDetails for a failed step: the error line its logs end with, and where.
+
+    `logs` is (text, URI) for stderr, then stdout: spark-submit runs a Python driver with its
+    stderr merged into the JVM's stdout, so a job's traceback lands in the step's stdout.
+    """
+    for text, uri in logs:
+        for line in reversed([line.strip() for line in text.splitlines() if line.strip()]):
+            match = FAILURE_LINE_RE.match(line)
+            if match:
+                details = {"Reason": match["name"], "Message": line[:MAX_FAILURE_MESSAGE]}
+                return {**details, "LogFile": uri} if uri else details
+    # EMR's own words when it cannot tell the cause.
+    last = next(
+        (line.strip() for text, _ in logs for line in reversed(text.splitlines()) if line.strip()),
+        "",
+    )
+    message = last or f"the step's command exited with code {exit_code}"
+    details = {"Reason": "Unknown Error", "Message": message[:MAX_FAILURE_MESSAGE]}
+    uri = logs[0][1] if logs else None
+    return {**details, "LogFile": uri} if uri else details
 
 
 def gzip_to(path: Path) -> bytes:

@@ -132,3 +132,21 @@ def test_a_jar_other_than_command_runner_fails_its_step_and_says_why(emr):
     assert "command-runner.jar steps only" in status["FailureDetails"]["Message"]
     emr.terminate_job_flows(JobFlowIds=[cluster_id])
     assert cluster_state(emr, cluster_id)["State"] in ("TERMINATING", "TERMINATED")
+
+
+def test_a_python_traceback_in_stdout_is_the_failure_reason(emr):
+    # spark-submit merges a Python driver's stderr into its stdout: the traceback lands there.
+    script = "echo Traceback; echo \"  raise KeyError('dt')\"; echo \"KeyError: 'dt'\"; exit 1"
+    step = shell_step("python driver fails", script)
+    cluster_id = emr.run_job_flow(**cluster_request(Name="stdout-traceback", Steps=[step]))[
+        "JobFlowId"
+    ]
+
+    (ended,) = wait_for_steps_to_end(emr, cluster_id)
+    details = emr.describe_step(ClusterId=cluster_id, StepId=ended["Id"])["Step"]["Status"][
+        "FailureDetails"
+    ]
+    assert details["Reason"] == "KeyError"
+    assert details["Message"] == "KeyError: 'dt'"
+    assert details["LogFile"].endswith(f"/{cluster_id}/steps/{ended['Id']}/stdout.gz")
+    emr.terminate_job_flows(JobFlowIds=[cluster_id])
