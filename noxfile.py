@@ -276,6 +276,20 @@ def e2e_aws(session: nox.Session) -> None:
     _run(session, env, "pytest", "tests/e2e", *session.posargs)
 
 
+@pipeline_session
+def e2e_aws_emulated(session: nox.Session) -> None:
+    """The same end-to-end tests on the aws environment's DAGs against emulated AWS.
+
+    PIPELINE_ENV=aws: the EMR flow (create cluster, step, terminate) with the real Amazon
+    provider operators, EMR served by host_stack's EMR emulator (steps on the local Spark), S3
+    and IAM by LocalStack. Starts that stack if needed and leaves it up: `nox -s down` stops it."""
+    env = {**_pipeline_env(session), "PIPELINE_ENV": "aws"}
+    _run(session, env, "python", "-m", "host_stack", "up")
+    out = _run(session, env, "python", "-m", "host_stack", "env", "--json", silent=True)
+    env.update(json.loads(str(out).strip().splitlines()[-1]))
+    _run(session, env, "pytest", "tests/e2e", *session.posargs)
+
+
 @nox.session(python=PYTHON, venv_backend="none")
 def lock(session: nox.Session) -> None:
     """Regenerate the pinned locks from requirements*.in (needs uv)."""

@@ -214,6 +214,7 @@ _KEY_CHECKS = {
     "generation_schedule": _check_cron,
     "processing_schedule": _check_cron,
     "aws_endpoint_url": _check_endpoint_url,
+    "emr_endpoint_url": _check_endpoint_url,
     "spark_master": _check_spark_master,
     "emr_cluster_config": _check_relative_json_path,
     "schedule_timezone": _check_timezone,
@@ -224,6 +225,7 @@ _OPTIONAL_KEYS = (
     "aws_secret_access_key",
     "emr_subnet_id",
     "spark_java_options",
+    "emr_endpoint_url",
 )
 _AWS_ONLY_KEYS = ("emr_release_label", "emr_cluster_config", "emr_job_artifact_prefix")
 
@@ -313,6 +315,26 @@ class Settings(BaseSettings):
         description="Subnet the EMR clusters launch into (aws only); the deployed stack's "
         "tagged subnet, set on the Airflow instance by envs/aws/cloudformation.yaml.",
         expected="an EC2 subnet id like subnet-0123456789abcdef0, or unset",
+    )
+    emr_endpoint_url: str | None = _setting(
+        None,
+        description="EMR API endpoint override: the EMR emulator's URL when rehearsing aws "
+        "offline (host_stack); unset for real EMR.",
+        expected="an http(s) URL like http://localhost:4570, or empty for real EMR",
+    )
+    emr_step_poll_seconds: int = _setting(
+        60,
+        description="How often Airflow asks EMR whether a job's step has finished (aws only).",
+        expected="a whole number of seconds from 1 to 600, like 60",
+        ge=1,
+        le=600,
+    )
+    emr_termination_poll_seconds: int = _setting(
+        30,
+        description="How often Airflow asks EMR whether a job's cluster has terminated (aws only).",
+        expected="a whole number of seconds from 1 to 600, like 30",
+        ge=1,
+        le=600,
     )
     generation_schedule: str = _setting(
         description="Cron schedule of the data generation DAG.",
@@ -434,13 +456,15 @@ class Settings(BaseSettings):
         """KEY -> where its value came from: the settings file, 'environment' or 'default'."""
         return self._sources
 
-    def boto3_client_kwargs(self) -> dict[str, Any]:
+    def boto3_client_kwargs(self, service: str = "s3") -> dict[str, Any]:
         """Keyword arguments for `boto3.client(service, **kwargs)` on this environment: region,
-        endpoint (LocalStack locally, None for real AWS) and keys (None: the default chain)."""
+        endpoint (LocalStack locally, the EMR emulator for "emr" when EMR_ENDPOINT_URL is set,
+        None for real AWS) and keys (None: the default chain)."""
         secret = self.aws_secret_access_key
+        endpoint = self.emr_endpoint_url if service == "emr" else self.aws_endpoint_url
         return {
             "region_name": self.aws_region,
-            "endpoint_url": self.aws_endpoint_url,
+            "endpoint_url": endpoint,
             "aws_access_key_id": self.aws_access_key_id,
             "aws_secret_access_key": secret.get_secret_value() if secret else None,
         }

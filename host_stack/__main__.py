@@ -6,8 +6,10 @@
     python -m host_stack run-pipeline [--date YYYY-MM-DD] [--down]
     python -m host_stack down [--clean]     stop everything (--clean also deletes .stack/)
 
-Ports move with AIRFLOW_API_PORT, SPARK_MASTER_PORT, SPARK_MASTER_WEBUI_PORT, LOCALSTACK_PORT;
-LOCALSTACK_PYTHON names LocalStack's own Python (nox sets it).
+Ports move with AIRFLOW_API_PORT, SPARK_MASTER_PORT, SPARK_MASTER_WEBUI_PORT, LOCALSTACK_PORT
+(and EMR_EMULATOR_PORT); LOCALSTACK_PYTHON names LocalStack's own Python (nox sets it).
+PIPELINE_ENV=aws brings up the offline rehearsal of the aws environment: the aws DAGs against
+LocalStack and the EMR emulator (nox -s e2e_aws_emulated).
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ def _print_login(stack: Stack, info: dict[str, str]) -> None:
     print(f"  login       {info['AIRFLOW_USERNAME']} / {info['AIRFLOW_PASSWORD']}")
     print(f"Spark master  {info['SPARK_MASTER_URL']}  (UI {info['SPARK_MASTER_WEBUI_URL']})")
     print(f"LocalStack    {info['AWS_ENDPOINT_URL']}")
+    if info.get("EMR_ENDPOINT_URL"):
+        print(f"EMR emulator  {info['EMR_ENDPOINT_URL']}  (PIPELINE_ENV=aws, rehearsal)")
     print(f"Logs          {stack.log_dir}/*.log")
     print("Stop with     nox -s down   (python -m host_stack down)")
 

@@ -293,6 +293,17 @@ class AirflowApi:
                 )
             time.sleep(poll)
 
+    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:
+        """A task's XCom value (e.g. the cluster id create_cluster returned)."""
+        path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}"
+        value = self.request("GET", path)["value"]
+        if isinstance(value, str):
+            try:
+                return json.loads(value)  # stored JSON-serialized
+            except ValueError:
+                return value
+        return value
+
     def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int) -> str:
         """A task try's log as text (Airflow 3 returns structured lines)."""
         path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}"

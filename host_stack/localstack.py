@@ -255,3 +255,63 @@ def create_buckets(
                 raise LocalStackError(
                     f"could not create bucket {name} at {endpoint_url}: {exc}"
                 ) from exc
+
+
+# Trust policies of EMR's two roles: the service role is assumed by EMR, the instance profile's
+# role by the cluster's EC2 instances.
+_TRUSTED_SERVICE = {"service": "elasticmapreduce.amazonaws.com", "instance": "ec2.amazonaws.com"}
+
+
+def _trust_policy(service: str) -> str:
+    statement = {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}
+    return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
+
+
+def create_emr_roles(
+    endpoint_url: str,
+    service_role: str,
+    instance_profile: str,
+    *,
+    region: str = "us-east-1",
+    access_key_id: str = "test",
+    secret_access_key: str = "test",  # noqa: S107  (LocalStack's documented dummy key)
+) -> None:
+    """Create EMR's service role and the instance profile (with its role) if missing.
+
+    What `aws emr create-default-roles` (or the account's IaC) creates on AWS; the EMR emulator
+    checks them in IAM as EMR does. Idempotent.
+    """
+    iam = boto3.client(
+        "iam",
+        endpoint_url=endpoint_url,
+        region_name=region,
+        aws_access_key_id=access_key_id,
+        aws_secret_access_key=secret_access_key,
+    )
+
+    def ignore_existing(call, **kwargs) -> None:
+        try:
+            call(**kwargs)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code")
+            if code not in ("EntityAlreadyExists", "LimitExceeded"):
+                raise LocalStackError(
+                    f"IAM at {endpoint_url}: {call.__name__} failed: {exc}"
+                ) from exc
+
+    ignore_existing(
+        iam.create_role,
+        RoleName=service_role,
+        AssumeRolePolicyDocument=_trust_policy(_TRUSTED_SERVICE["service"]),
+    )
+    ignore_existing(
+        iam.create_role,
+        RoleName=instance_profile,
+        AssumeRolePolicyDocument=_trust_policy(_TRUSTED_SERVICE["instance"]),
+    )
+    ignore_existing(iam.create_instance_profile, InstanceProfileName=instance_profile)
+    ignore_existing(
+        iam.add_role_to_instance_profile,
+        InstanceProfileName=instance_profile,
+        RoleName=instance_profile,
+    )

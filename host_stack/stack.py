@@ -1,5 +1,10 @@
 """The whole local stack in host mode (no Docker): LocalStack, a Spark standalone pair and Airflow.
 
+With PIPELINE_ENV=aws the same stack rehearses the aws environment offline: Airflow runs the aws
+DAGs (the EMR flow) against emulated AWS, S3 and IAM in LocalStack and EMR in the EMR emulator
+(host_stack/emr_emulator/), whose steps run on the same Spark; `up` also creates the EMR roles
+and uploads the job artifact, as an account's IaC and the deploy would.
+
 `Stack.up()` starts what is not running yet, concurrently where it can, and waits until every
 component answers; `down()` stops every process it started (each runs in its own process group,
 recorded in <state_dir>/pids/); `status()` says what runs. The state dir (default .stack/,
@@ -34,7 +39,13 @@ import psutil
 
 from host_stack.airflow import COMPONENTS as AIRFLOW_COMPONENTS
 from host_stack.airflow import AirflowHost
-from host_stack.localstack import LocalStack, create_buckets, find_localstack_python, port_in_use
+from host_stack.localstack import (
+    LocalStack,
+    create_buckets,
+    create_emr_roles,
+    find_localstack_python,
+    port_in_use,
+)
 from host_stack.spark import SparkStandalone
 
 if TYPE_CHECKING:
@@ -42,6 +53,12 @@ if TYPE_CHECKING:
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
+# How often Airflow polls the EMR emulator (EMR_STEP_POLL_SECONDS, ..._TERMINATION_...): a
+# rehearsal waits seconds, not the minute production polls at.
+EMULATED_AWS_POLL_SECONDS = 2
+EMR_EMULATOR = "emr-emulator"
+# Records which PIPELINE_ENV the running stack was started with.
+PIPELINE_ENV_FILE = "pipeline_env"
 # Every process the stack starts (and all their children) carries this variable; `down` uses it
 # to find children that left their process group (e.g. Spark executors, task processes).
 MARKER_ENV = "HOST_STACK_STATE_DIR"
@@ -61,6 +78,7 @@ STACK_ENV_NAMES = MappingProxyType(
         "spark_master_port": "SPARK_MASTER_PORT",
         "spark_master_webui_port": "SPARK_MASTER_WEBUI_PORT",
         "localstack_port": "LOCALSTACK_PORT",
+        "emr_emulator_port": "EMR_EMULATOR_PORT",
         "spark_worker_cores": "SPARK_WORKER_CORES",
         "spark_worker_memory": "SPARK_WORKER_MEMORY",
         "schedules": "STACK_SCHEDULES",
@@ -77,6 +95,8 @@ class StackSettings:
     spark_master_port: int = 7077
     spark_master_webui_port: int = 8081
     localstack_port: int = 4566
+    # Only with PIPELINE_ENV=aws: the EMR emulator of the offline aws rehearsal.
+    emr_emulator_port: int = 4570
     spark_worker_cores: int = 2
     spark_worker_memory: str = "2g"
     # Off: runs start only when triggered (UI, run-pipeline, e2e), so unpausing a DAG does not
@@ -117,6 +137,7 @@ class StackSettings:
         """(port, what listens there, env var that moves it) for every fixed port."""
         return [
             (self.localstack_port, "LocalStack", "LOCALSTACK_PORT"),
+            (self.emr_emulator_port, "EMR emulator", "EMR_EMULATOR_PORT"),
             (self.spark_master_port, "Spark master", "SPARK_MASTER_PORT"),
             (self.spark_master_webui_port, "Spark master web UI", "SPARK_MASTER_WEBUI_PORT"),
             (self.airflow_api_port, "Airflow API server / UI", "AIRFLOW_API_PORT"),
@@ -226,16 +247,29 @@ class Stack:
         # Not resolved: the venv's bin/python is a symlink to the base interpreter.
         return Path(sys.executable).parent
 
+    @property
+    def pipeline_env(self) -> str:
+        """local, or aws for the offline rehearsal of the aws environment (PIPELINE_ENV)."""
+        from config.config import load_settings
+
+        return load_settings(environ=self.environ).pipeline_env
+
+    @property
+    def emulates_aws(self) -> bool:
+        return self.pipeline_env == "aws"
+
+    @property
+    def emr_emulator_url(self) -> str:
+        return f"http://{HOST}:{self.settings.emr_emulator_port}"
+
     def pipeline_overrides(self) -> dict[str, str]:
-        """Environment that points config's local settings at this stack's ports."""
+        """Environment that points config's settings at this stack's ports (and, with
+        PIPELINE_ENV=aws, every AWS service at its emulator)."""
         from config.config import load_settings
 
         settings = load_settings(environ=self.environ)
-        if settings.pipeline_env != "local":
-            raise StackError(
-                f"PIPELINE_ENV={settings.pipeline_env} but the host stack is the local "
-                "environment; unset PIPELINE_ENV (or set it to local) to bring the stack up"
-            )
+        if settings.pipeline_env == "aws":
+            return self._emulated_aws_overrides()
         overrides = {"PIPELINE_ENV": "local"}
         endpoint = settings.aws_endpoint_url or f"http://localhost:{self.settings.localstack_port}"
         parts = urlsplit(endpoint)
@@ -245,6 +279,29 @@ class Stack:
         master = f"spark://{HOST}:{self.settings.spark_master_port}"
         if settings.spark_master != master:
             overrides["SPARK_MASTER"] = master
+        return overrides
+
+    def _emulated_aws_overrides(self) -> dict[str, str]:
+        """The aws settings with AWS emulated: S3 and IAM in LocalStack (with its dummy keys,
+        whatever keys the shell holds: the rehearsal never reaches real AWS), EMR in the
+        emulator, the local data size and polls every EMULATED_AWS_POLL_SECONDS."""
+        from config.config import load_settings
+
+        local = load_settings("local", environ={})
+        secret = local.aws_secret_access_key
+        overrides = {
+            "PIPELINE_ENV": "aws",
+            "AWS_ENDPOINT_URL": f"http://localhost:{self.settings.localstack_port}",
+            "AWS_ACCESS_KEY_ID": local.aws_access_key_id or "",
+            "AWS_SECRET_ACCESS_KEY": secret.get_secret_value() if secret else "",
+            "EMR_ENDPOINT_URL": self.emr_emulator_url,
+        }
+        rehearsal_sized = {
+            "ROWS_PER_DAY": str(local.rows_per_day),
+            "EMR_STEP_POLL_SECONDS": str(EMULATED_AWS_POLL_SECONDS),
+            "EMR_TERMINATION_POLL_SECONDS": str(EMULATED_AWS_POLL_SECONDS),
+        }
+        overrides.update({k: v for k, v in rehearsal_sized.items() if k not in self.environ})
         return overrides
 
     def pipeline_settings(self) -> Settings:
@@ -264,8 +321,10 @@ class Stack:
 
     def airflow(self) -> AirflowHost:
         settings = self.pipeline_settings()
+        # Its own database for the aws rehearsal: the same DAG ids have other tasks there.
+        home = "airflow" if settings.pipeline_env == "local" else f"airflow-{settings.pipeline_env}"
         return AirflowHost(
-            home=self.state_dir / "airflow",
+            home=self.state_dir / home,
             dags_folder=REPO_ROOT / "orchestration" / "dags",
             repo_root=REPO_ROOT,
             venv_bin=self.venv_bin,
@@ -293,6 +352,68 @@ class Stack:
             host=HOST,
             extra_env={MARKER_ENV: str(self.state_dir)},
         )
+
+    def emr_emulator_command(self) -> list[str]:
+        """The EMR emulator, running steps on this stack's Spark master."""
+        return [
+            str(self.venv_bin / "python"), "-m", "host_stack.emr_emulator",
+            "--host", HOST,
+            "--port", str(self.settings.emr_emulator_port),
+            "--spark-master", self.spark().master_url,
+            "--work-dir", str(self.state_dir / "emr"),
+        ]  # fmt: skip
+
+    def emr_emulator_ready(self) -> tuple[bool, str]:
+        import httpx
+
+        from host_stack.emr_emulator.emulator import HEALTH_PATH
+
+        try:
+            response = httpx.get(f"{self.emr_emulator_url}{HEALTH_PATH}", timeout=2)
+        except httpx.HTTPError:
+            return False, f"{self.emr_emulator_url} not answering yet"
+        return response.status_code == 200, f"answering on {self.emr_emulator_url}"
+
+    def prepare_emulated_account(self, settings: Settings) -> str:
+        """What the aws account holds before the DAGs run: EMR's roles (IAM) and the job
+        artifact (the deploy's `nox -s build_jobs -- --upload`), here in LocalStack."""
+        import boto3
+        from botocore.config import Config
+
+        from orchestration.artifact import build_job_artifact, upload_job_artifact
+
+        assert settings.emr_cluster_config_path is not None  # required on aws by config
+        cluster = json.loads(settings.emr_cluster_config_path.read_text())
+        endpoint = f"http://{HOST}:{self.settings.localstack_port}"
+        create_emr_roles(
+            endpoint, cluster["ServiceRole"], cluster["JobFlowRole"], region=settings.aws_region
+        )
+        artifact = build_job_artifact(self.state_dir / "artifact")
+        s3 = boto3.client(
+            "s3",
+            **settings.boto3_client_kwargs(),
+            config=Config(s3={"addressing_style": "path"}),
+        )
+        assert settings.emr_job_artifact_prefix is not None
+        upload_job_artifact(artifact, settings.data_bucket, settings.emr_job_artifact_prefix, s3)
+        return (
+            f"roles {cluster['ServiceRole']}, {cluster['JobFlowRole']} and the job artifact "
+            f"in {settings.emr_job_artifacts_uri}"
+        )
+
+    def _check_same_pipeline_env(self, running: Mapping[str, ProcessRecord]) -> None:
+        """One stack, one PIPELINE_ENV: refuse to add aws parts to a local stack or back."""
+        mode_file = self.state_dir / PIPELINE_ENV_FILE
+        wanted = self.pipeline_env
+        if running:
+            started = mode_file.read_text().strip() if mode_file.exists() else "local"
+            if started != wanted:
+                raise StackError(
+                    f"the stack in {self.state_dir} runs with PIPELINE_ENV={started}; stop it "
+                    f"first (nox -s down), then bring it up with PIPELINE_ENV={wanted}"
+                )
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        mode_file.write_text(wanted + "\n")
 
     # --- pid records ---------------------------------------------------------------------------
 
@@ -375,18 +496,22 @@ class Stack:
         started = time.monotonic()
         running = self.running()
         self._forget_dead(running)
+        self._check_same_pipeline_env(running)
+        emulates_aws = self.emulates_aws
         spark = self.spark()
         airflow = self.airflow()
         want_localstack = "localstack" not in running
         want_master = "spark-master" not in running
         want_worker = "spark-worker" not in running
         want_airflow = [c for c in AIRFLOW_COMPONENTS if f"airflow-{c}" not in running]
+        want_emulator = emulates_aws and EMR_EMULATOR not in running
 
         needed = {
             "LOCALSTACK_PORT": want_localstack,
             "SPARK_MASTER_PORT": want_master,
             "SPARK_MASTER_WEBUI_PORT": want_master,
             "AIRFLOW_API_PORT": "api-server" in want_airflow,
+            "EMR_EMULATOR_PORT": want_emulator,
         }
         check_ports_free(p for p in self.settings.ports() if needed[p[2]])
         if running:
@@ -420,6 +545,15 @@ class Stack:
             self.report(f"starting Spark master on {spark.master_url}")
             self.spawn("spark-master", spark.master_command(), spark_env)
 
+        if want_emulator:
+            self.report(f"starting the EMR emulator on {self.emr_emulator_url}")
+            emulator_env = {
+                **self.environ,
+                **self.pipeline_overrides(),
+                "PYTHONPATH": str(REPO_ROOT),
+            }
+            self.spawn(EMR_EMULATOR, self.emr_emulator_command(), emulator_env)
+
         password = airflow.prepare()
         airflow_env = airflow.environment(self.environ)
         migrating = False
@@ -435,6 +569,9 @@ class Stack:
         worker_spawned = not want_worker
         waiting = {"spark-master", "spark-worker", "airflow", "localstack"}
         watched = ["spark-master", "spark-worker", *(f"airflow-{c}" for c in AIRFLOW_COMPONENTS)]
+        if emulates_aws:
+            waiting.add(EMR_EMULATOR)
+            watched.append(EMR_EMULATOR)
         detail: dict[str, str] = {}
         while waiting:
             self._check_alive(watched)
@@ -489,6 +626,14 @@ class Stack:
                 )
                 waiting.discard("localstack")
                 self.report(f"  LocalStack ready, buckets {', '.join(buckets)} exist ({elapsed()})")
+                if emulates_aws:
+                    prepared = self.prepare_emulated_account(settings)
+                    self.report(f"  emulated account: {prepared} ({elapsed()})")
+            if EMR_EMULATOR in waiting:
+                ok, detail[EMR_EMULATOR] = self.emr_emulator_ready()
+                if ok:
+                    waiting.discard(EMR_EMULATOR)
+                    self.report(f"  EMR emulator ready ({elapsed()})")
             if waiting and time.monotonic() > deadline:
                 details = "; ".join(f"{k}: {detail.get(k, 'starting')}" for k in sorted(waiting))
                 raise StackError(
@@ -498,7 +643,8 @@ class Stack:
             if waiting:
                 time.sleep(0.5)
         info = self.info(password)
-        self.report(f"local stack up in {elapsed()}")
+        what = "local stack (PIPELINE_ENV=aws, emulated AWS)" if emulates_aws else "local stack"
+        self.report(f"{what} up in {elapsed()}")
         return info
 
     def _spawn_airflow(
@@ -519,6 +665,7 @@ class Stack:
             "SPARK_MASTER_URL": self.spark().master_url,
             "SPARK_MASTER_WEBUI_URL": self.spark().webui_url,
             "AWS_ENDPOINT_URL": settings.aws_endpoint_url or "",
+            "EMR_ENDPOINT_URL": settings.emr_endpoint_url or "",
             **self.pipeline_overrides(),
         }
 
@@ -574,6 +721,8 @@ class Stack:
         self._reap()
         for record in selected:
             (self.pid_dir / f"{record.name}.json").unlink(missing_ok=True)
+        if names is None:
+            (self.state_dir / PIPELINE_ENV_FILE).unlink(missing_ok=True)
         return stopped
 
     def _reap(self) -> None:
@@ -597,6 +746,8 @@ class Stack:
         rows = []
         names = ["localstack", "spark-master", "spark-worker"]
         names += [f"airflow-{c}" for c in AIRFLOW_COMPONENTS]
+        if EMR_EMULATOR in records or self.emulates_aws:
+            names.append(EMR_EMULATOR)
         for name in names:
             record = records.get(name)
             if record is None:
@@ -613,6 +764,8 @@ class Stack:
         airflow = self.airflow()
         checks = [("spark master", *spark.master_ready()), ("spark worker", *spark.worker_ready())]
         checks.append(("airflow", *airflow.ready()))
+        if self.emulates_aws:
+            checks.append(("emr emulator", *self.emr_emulator_ready()))
         try:
             with socket.create_connection((HOST, self.settings.localstack_port), timeout=1):
                 checks.append(("localstack", True, f"listening on {self.settings.localstack_port}"))

@@ -25,6 +25,8 @@ SPARK_CONN_ID = "spark_default"
 # Services the local stack emulates (LocalStack's free tier); everything else (EMR) has no
 # endpoint locally and, with LocalStack's dummy keys, cannot reach real AWS either.
 LOCALSTACK_SERVICES = ("s3", "sts", "iam", "cloudformation", "ec2", "ssm", "logs")
+# EMR's endpoint is its own setting (EMR_ENDPOINT_URL): the EMR emulator of the offline rehearsal.
+EMR_SERVICE = "emr"
 
 
 def _env_var(conn_id: str) -> str:
@@ -32,14 +34,20 @@ def _env_var(conn_id: str) -> str:
 
 
 def aws_connection(settings: Settings) -> dict[str, Any]:
-    """The aws_default connection: region; locally LocalStack's endpoints and dummy keys."""
+    """The aws_default connection: region; locally LocalStack's endpoints and dummy keys; EMR
+    at EMR_ENDPOINT_URL when set (the emulator of the offline aws rehearsal)."""
     extra: dict[str, Any] = {"region_name": settings.aws_region}
     connection: dict[str, Any] = {"conn_type": "aws"}
+    service_config: dict[str, dict[str, Any]] = {}
     if settings.aws_endpoint_url is not None:
         endpoint = {"endpoint_url": settings.aws_endpoint_url}
-        extra["service_config"] = {service: dict(endpoint) for service in LOCALSTACK_SERVICES}
+        service_config.update({service: dict(endpoint) for service in LOCALSTACK_SERVICES})
         # LocalStack serves buckets by path (http://host:4566/bucket), not as bucket.host.
         extra["config_kwargs"] = {"s3": {"addressing_style": "path"}}
+    if settings.emr_endpoint_url is not None:
+        service_config[EMR_SERVICE] = {"endpoint_url": settings.emr_endpoint_url}
+    if service_config:
+        extra["service_config"] = service_config
     if settings.aws_access_key_id is not None and settings.aws_secret_access_key is not None:
         connection["login"] = settings.aws_access_key_id
         connection["password"] = settings.aws_secret_access_key.get_secret_value()

@@ -52,11 +52,10 @@ DEFAULT_ARGS: dict[str, Any] = {
 }
 DAGRUN_TIMEOUT = timedelta(hours=8)
 
-# How long a job may run once submitted, and how often its state is checked.
+# How long a job may run once submitted, and how long its cluster may take to terminate. How
+# often EMR is polled meanwhile is config (EMR_STEP_POLL_SECONDS, EMR_TERMINATION_POLL_SECONDS).
 SPARK_JOB_TIMEOUT = timedelta(hours=3)
-STEP_POKE_INTERVAL = timedelta(minutes=1)
 CLUSTER_TERMINATION_WAIT = timedelta(minutes=30)
-TERMINATION_POLL_INTERVAL = timedelta(seconds=30)
 # How long processing waits for the generator's _SUCCESS marker of the same day.
 RAW_DAY_TIMEOUT = timedelta(hours=4)
 RAW_DAY_POKE_INTERVAL = timedelta(minutes=5)
@@ -278,7 +277,7 @@ def _emr_tasks(job: SparkJob, settings: Settings, *, deferrable: bool) -> None:
         steps=emr_spark_steps(job, settings),
         aws_conn_id=AWS_CONN_ID,
     )
-    poke_seconds = STEP_POKE_INTERVAL.total_seconds()
+    poke_seconds = settings.emr_step_poll_seconds
     wait_for_step = EmrStepSensor(
         task_id="wait_for_step",
         job_flow_id=create_cluster.output,
@@ -297,8 +296,10 @@ def _emr_tasks(job: SparkJob, settings: Settings, *, deferrable: bool) -> None:
         job_flow_id=create_cluster.output,
         aws_conn_id=AWS_CONN_ID,
         deferrable=deferrable,
-        waiter_delay=int(TERMINATION_POLL_INTERVAL.total_seconds()),
-        waiter_max_attempts=int(CLUSTER_TERMINATION_WAIT / TERMINATION_POLL_INTERVAL),
+        waiter_delay=settings.emr_termination_poll_seconds,
+        waiter_max_attempts=int(
+            CLUSTER_TERMINATION_WAIT.total_seconds() // settings.emr_termination_poll_seconds
+        ),
     )
     # Keep on_failure_fail_dagrun False: True would make this teardown the run's only leaf, and a
     # failed step would then end in a successful run. AutoTerminationPolicy is the safety net.

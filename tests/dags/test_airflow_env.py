@@ -52,6 +52,29 @@ def test_aws_connection_uses_real_endpoints_and_the_default_credential_chain(exp
     assert aws == {"conn_type": "aws", "extra": {"region_name": settings.aws_region}}
 
 
+def test_emulated_aws_connection_sends_emr_to_the_emulator_and_s3_to_localstack(
+    use_env, monkeypatch
+):
+    from airflow.providers.amazon.aws.hooks.emr import EmrHook
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    # What host_stack exports for the offline aws rehearsal (nox -s e2e_aws_emulated).
+    settings = use_env(
+        "aws",
+        AWS_ENDPOINT_URL="http://localhost:4566",
+        AWS_ACCESS_KEY_ID="test",
+        AWS_SECRET_ACCESS_KEY="test",  # pragma: allowlist secret (LocalStack dummy)
+        EMR_ENDPOINT_URL="http://localhost:4570",
+    )
+    for key, value in airflow_env(settings).items():
+        monkeypatch.setenv(key, value)
+    emr = EmrHook(aws_conn_id="aws_default", emr_conn_id=None).get_conn()
+    assert emr.meta.endpoint_url == "http://localhost:4570"
+    assert S3Hook(aws_conn_id="aws_default").get_conn().meta.endpoint_url == (
+        "http://localhost:4566"
+    )
+
+
 def test_local_spark_connection_is_the_standalone_master(exported):
     from airflow.providers.apache.spark.hooks.spark_submit import SparkSubmitHook
 

@@ -3,7 +3,8 @@
 Nothing here knows how the stack was started (host mode, Docker Compose, or the aws environment):
 the API comes from AIRFLOW_API_URL / AIRFLOW_USERNAME / AIRFLOW_PASSWORD, the buckets and the S3
 endpoint from config (PIPELINE_ENV and its settings). Locally `nox -s e2e_local` starts the stack
-and sets these; by hand: `eval "$(python -m host_stack env | sed 's/^/export /')"`.
+and sets these (`nox -s e2e_aws_emulated` does the same for the aws DAGs on emulated AWS); by
+hand: `eval "$(python -m host_stack env | sed 's/^/export /')"`.
 
 E2E_DATE (default 2026-01-15) is the date both DAGs run for; E2E_RUN_TIMEOUT (seconds, default
 900) bounds each DAG run; E2E_WAIT_RETRIES=1 waits out task retries instead of failing on the first.

@@ -100,7 +100,12 @@ def test_aws_env_loads_without_endpoint_or_keys() -> None:
 
 def test_aws_settings_file_holds_no_endpoint_and_no_keys() -> None:
     keys = {line.partition("=")[0] for line in committed_lines("aws") if "=" in line}
-    assert not keys & {"AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+    assert not keys & {
+        "AWS_ENDPOINT_URL",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "EMR_ENDPOINT_URL",
+    }
 
 
 def test_pipeline_env_from_environment_and_argument() -> None:
@@ -180,6 +185,31 @@ def test_boto3_client_kwargs_follow_the_environment() -> None:
     assert aws["endpoint_url"] is None
     assert aws["aws_access_key_id"] is None
     assert aws["aws_secret_access_key"] is None
+
+
+def test_emr_client_kwargs_use_the_emr_endpoint_only() -> None:
+    emulated = load_settings(
+        "aws",
+        environ={
+            "AWS_ENDPOINT_URL": "http://localhost:4566",
+            "EMR_ENDPOINT_URL": "http://localhost:4570/",
+        },
+    )
+    assert emulated.boto3_client_kwargs("emr")["endpoint_url"] == "http://localhost:4570"
+    assert emulated.boto3_client_kwargs("s3")["endpoint_url"] == "http://localhost:4566"
+    # Locally there is no EMR: an EMR client would go to AWS (and fail on the dummy keys).
+    assert load_settings("local", environ={}).boto3_client_kwargs("emr")["endpoint_url"] is None
+
+
+def test_emr_poll_intervals_default_and_override() -> None:
+    aws = load_settings("aws", environ={})
+    assert (aws.emr_step_poll_seconds, aws.emr_termination_poll_seconds) == (60, 30)
+    fast = load_settings("aws", environ={"EMR_STEP_POLL_SECONDS": "2"})
+    assert fast.emr_step_poll_seconds == 2
+    with pytest.raises(ConfigError, match=r"EMR_STEP_POLL_SECONDS='0'.*from 1 to 600"):
+        load_settings("aws", environ={"EMR_STEP_POLL_SECONDS": "0"})
+    with pytest.raises(ConfigError, match="EMR_ENDPOINT_URL='localhost:4570'"):
+        load_settings("aws", environ={"EMR_ENDPOINT_URL": "localhost:4570"})
 
 
 def test_spark_s3_conf_local_points_s3_at_localstack() -> None:

@@ -5,6 +5,7 @@ Each test uses its own state dir and free ports, so it never touches a stack tha
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -25,6 +26,7 @@ def make_stack(tmp_path: Path, **ports: int) -> Stack:
         spark_master_port=ports.get("spark_master_port", free_port()),
         spark_master_webui_port=ports.get("spark_master_webui_port", free_port()),
         localstack_port=ports.get("localstack_port", free_port()),
+        emr_emulator_port=ports.get("emr_emulator_port", free_port()),
         spark_worker_cores=1,
         spark_worker_memory="512m",
         state_dir=tmp_path / "stack",
@@ -110,6 +112,45 @@ def test_moved_ports_reach_the_pipeline_settings(tmp_path):
     airflow_env = stack.airflow().environment({})
     assert '"host": "spark://127.0.0.1:7078"' in airflow_env["AIRFLOW_CONN_SPARK_DEFAULT"]
     assert airflow_env["AIRFLOW__LOGGING__REMOTE_BASE_LOG_FOLDER"] == settings.logs_uri
+
+
+def test_aws_mode_points_every_aws_service_at_an_emulator(tmp_path):
+    from config.config import KEYS, load_settings
+
+    stack = make_stack(tmp_path, localstack_port=4701, emr_emulator_port=4702)
+    shell = {k: v for k, v in os.environ.items() if k not in KEYS}
+    # Keys a developer's shell may hold must never reach the rehearsal's clients.
+    shell.update(PIPELINE_ENV="aws", AWS_ACCESS_KEY_ID="AKIAREALKEY", AWS_SECRET_ACCESS_KEY="x")
+    stack.environ = shell
+
+    settings = stack.pipeline_settings()
+    assert settings.pipeline_env == "aws"
+    assert settings.aws_endpoint_url == "http://localhost:4701"
+    assert settings.emr_endpoint_url == "http://127.0.0.1:4702"
+    assert settings.aws_access_key_id == "test"
+    assert settings.rows_per_day == load_settings("local", environ={}).rows_per_day
+    assert (settings.emr_step_poll_seconds, settings.emr_termination_poll_seconds) == (2, 2)
+    airflow = stack.airflow()
+    assert airflow.home == stack.state_dir / "airflow-aws"
+    connection = json.loads(airflow.environment({})["AIRFLOW_CONN_AWS_DEFAULT"])
+    endpoints = connection["extra"]["service_config"]
+    assert endpoints["emr"] == {"endpoint_url": "http://127.0.0.1:4702"}
+    assert endpoints["s3"] == {"endpoint_url": "http://localhost:4701"}
+    assert "4702" in stack.emr_emulator_command()
+    # What the shell sets explicitly still wins over the rehearsal's sizes.
+    stack.environ = {**shell, "ROWS_PER_DAY": "123"}
+    assert stack.pipeline_settings().rows_per_day == 123
+
+
+def test_a_running_stack_keeps_its_pipeline_env(tmp_path):
+    stack = make_stack(tmp_path)
+    stack.environ = {k: v for k, v in os.environ.items() if k != "PIPELINE_ENV"}
+    stack._check_same_pipeline_env({})  # nothing runs: records local
+    running = {"localstack": object()}
+
+    stack.environ = {**stack.environ, "PIPELINE_ENV": "aws"}
+    with pytest.raises(StackError, match="runs with PIPELINE_ENV=local; stop it first"):
+        stack._check_same_pipeline_env(running)
 
 
 def test_down_stops_children_that_left_their_process_group(tmp_path):

@@ -1,0 +1,76 @@
+"""A Spark step that fails on its EMR cluster: the run fails, and the cluster is still terminated.
+
+aws environment only (PIPELINE_ENV=aws: `nox -s e2e_aws_emulated`, or a deployed stack); locally
+there is no cluster. The failure is a real one, not an injected exit code: the processing job
+refuses a raw day whose _manifest.json does not match the lines it holds (it never publishes an
+unreconciled day), so its step fails on the cluster. Black-box: Airflow's REST API for the run
+and its tasks, EMR's API for the cluster and the step, S3 for the data.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+PROCESSING_DAG = "data_processing"
+JOB_GROUP = "data_processor"
+# A day of its own, so the pipeline tests' day is never touched.
+CORRUPT_DAY = os.environ.get("E2E_CORRUPT_DATE", "2026-02-27")
+LINES_WRITTEN, LINES_CLAIMED = 2, 5
+
+
+@pytest.fixture
+def emr(settings):
+    import boto3
+
+    return boto3.client("emr", **settings.boto3_client_kwargs("emr"))
+
+
+def write_corrupt_raw_day(s3, settings, day: str) -> None:
+    """A complete-looking raw day (with _SUCCESS) whose manifest claims more lines than exist."""
+    prefix = f"{settings.raw_prefix}/orders/dt={day}/"
+    bucket = settings.data_bucket
+    lines = b"".join(b'{"order_id": "corrupt-%d"}\n' % i for i in range(LINES_WRITTEN))
+    s3.put_object(Bucket=bucket, Key=prefix + "part-00000.json", Body=lines)
+    manifest = {"date": day, "rows": LINES_CLAIMED, "lines": LINES_CLAIMED}
+    s3.put_object(Bucket=bucket, Key=prefix + "_manifest.json", Body=json.dumps(manifest))
+    s3.put_object(Bucket=bucket, Key=prefix + "_SUCCESS", Body=b"")
+
+
+def test_a_failed_step_fails_the_run_and_still_terminates_the_cluster(
+    settings, airflow_api, progress, s3, emr
+):
+    if settings.pipeline_env != "aws":
+        pytest.skip("the EMR flow runs with PIPELINE_ENV=aws only (nox -s e2e_aws_emulated)")
+    write_corrupt_raw_day(s3, settings, CORRUPT_DAY)
+    airflow_api.wait_for_dag(PROCESSING_DAG)
+    airflow_api.unpause(PROCESSING_DAG)
+
+    run_id = airflow_api.run_for_date(PROCESSING_DAG, CORRUPT_DAY)
+    progress(f"{PROCESSING_DAG}: run {run_id} for {CORRUPT_DAY} (a corrupt raw day)")
+    timeout = float(os.environ.get("E2E_RUN_TIMEOUT", "900"))
+    run = airflow_api.wait_for_run(PROCESSING_DAG, run_id, timeout=timeout, report=progress)
+
+    states = {
+        ti["task_id"]: ti["state"] for ti in airflow_api.task_instances(PROCESSING_DAG, run_id)
+    }
+    assert run["state"] == "failed", states
+    assert states[f"{JOB_GROUP}.create_cluster"] == "success", states
+    assert states[f"{JOB_GROUP}.add_step"] == "success", states
+    assert states[f"{JOB_GROUP}.wait_for_step"] == "failed", states
+    assert states[f"{JOB_GROUP}.terminate_cluster"] == "success", states
+
+    cluster_id = airflow_api.xcom(PROCESSING_DAG, run_id, f"{JOB_GROUP}.create_cluster")
+    cluster = emr.describe_cluster(ClusterId=cluster_id)["Cluster"]
+    assert cluster["Status"]["State"] == "TERMINATED", cluster["Status"]
+    # Terminated by Airflow's teardown (TerminateJobFlows), not by the step or a timeout.
+    assert cluster["Status"]["StateChangeReason"]["Code"] == "USER_REQUEST"
+    (step,) = emr.list_steps(ClusterId=cluster_id)["Steps"]
+    assert step["Status"]["State"] == "FAILED"
+    assert step["Status"].get("FailureDetails"), step["Status"]
+
+    report = f"{settings.processed_prefix}/reports/dt={CORRUPT_DAY}/quality_report.json"
+    listed = s3.list_objects_v2(Bucket=settings.data_bucket, Prefix=report)
+    assert listed.get("KeyCount", 0) == 0, f"s3://{settings.data_bucket}/{report} was published"
