@@ -118,7 +118,7 @@ def test_local_graph_is_spark_submit_to_the_standalone_master(dagbag, use_env, d
     submit = next(t for t in dag.tasks if t.task_id.endswith(".spark_submit"))
     assert isinstance(submit, SparkSubmitOperator)
     assert submit._conn_id == "spark_default"
-    assert submit.conf == settings.spark_s3_conf()
+    assert submit.conf == settings.spark_submit_conf()
     assert submit.conf["spark.hadoop.fs.s3a.endpoint"] == settings.aws_endpoint_url
     assert submit.application_args[:2] == ["--date", "{{ ds }}"]
     # application and py_files come from the packaging task's XCom (the built artifact).
