@@ -227,6 +227,17 @@ class LocalStack:
         self.stop()
 
 
+def _client(service: str, endpoint_url: str, region: str, key_id: str, secret: str):
+    """A boto3 client of one service on the emulator's endpoint."""
+    return boto3.client(
+        service,
+        endpoint_url=endpoint_url,
+        region_name=region,
+        aws_access_key_id=key_id,
+        aws_secret_access_key=secret,
+    )
+
+
 def create_buckets(
     endpoint_url: str,
     names: Iterable[str],
@@ -235,13 +246,7 @@ def create_buckets(
     secret_access_key: str = "test",  # noqa: S107  (LocalStack's documented dummy key)
 ) -> None:
     """Create the buckets if they do not exist yet (idempotent)."""
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=endpoint_url,
-        region_name=region,
-        aws_access_key_id=access_key_id,
-        aws_secret_access_key=secret_access_key,
-    )
+    s3 = _client("s3", endpoint_url, region, access_key_id, secret_access_key)
     for name in names:
         kwargs: dict = {"Bucket": name}
         # us-east-1 is the one region that rejects an explicit LocationConstraint.
@@ -281,13 +286,7 @@ def create_emr_roles(
     What `aws emr create-default-roles` (or the account's IaC) creates on AWS; the EMR emulator
     checks them in IAM as EMR does. Idempotent.
     """
-    iam = boto3.client(
-        "iam",
-        endpoint_url=endpoint_url,
-        region_name=region,
-        aws_access_key_id=access_key_id,
-        aws_secret_access_key=secret_access_key,
-    )
+    iam = _client("iam", endpoint_url, region, access_key_id, secret_access_key)
 
     def ignore_existing(call, **kwargs) -> None:
         try:
