@@ -316,7 +316,9 @@ def check_lines(lines: DataFrame, day: str | date) -> DataFrame:
         "source_file",
         raw.alias("_raw"),
         F.try_to_timestamp(p.getField("order_ts")).alias("order_ts"),
-        (p.isNull() | p.getField(CORRUPT_COLUMN).isNotNull()).alias("_corrupt"),
+        (
+            p.isNull() | p.getField(CORRUPT_COLUMN).isNotNull() | ~_one_json_value(F.col("value"))
+        ).alias("_corrupt"),
     )
     ok = ~F.col("_corrupt") & _all_ok(rules, F.col("_raw"), F.col("order_ts"), start_us, end_us)
     checked = staged.select("*", ok.alias("_ok"))
@@ -374,6 +376,18 @@ def rejected_lines(checked: DataFrame, day: str | date) -> DataFrame:
         F.col("value").alias("raw_line"),
         "source_file",
     )
+
+
+def _one_json_value(line: Column) -> Column:
+    """False when the line holds more than one JSON value (or nothing parseable).
+
+    Spark's JSON functions read a line's first value and ignore the rest, so `{order} x` and
+    `{order}{order}` would pass as the first order. Inside an array a single value gives one
+    element with "]" and two with ",0]"; text after the value breaks at least one of the two.
+    """
+    one = F.json_array_length(F.concat(F.lit("["), line, F.lit("]"))) == 1
+    two = F.json_array_length(F.concat(F.lit("["), line, F.lit(",0]"))) == 2
+    return F.coalesce(one & two, F.lit(False))
 
 
 def _day_bounds_us(day: date) -> tuple[int, int]:
@@ -661,7 +675,10 @@ def _detail_struct(rules: Sequence[FieldRule], day: date, start_us: int, end_us:
         ),
     )
     checks = [
-        F.when(corrupt & variant.isNull(), F.lit("not parseable JSON")),
+        F.when(corrupt & variant.isNull(), F.lit("not parseable JSON")).when(
+            corrupt & ~_one_json_value(F.col("value")),
+            F.lit("not parseable JSON: text after the JSON value"),
+        ),
         wrong_type,
         missing,
         overflow,

@@ -349,3 +349,25 @@ def test_generator_output_is_classified_as_the_manifest_says(spark, tmp_path):
     assert found == injected
     assert report["quarantined"] == sum(injected.values())
     assert report["valid"] == manifest["good"]
+
+
+def test_a_line_with_more_than_one_json_value_is_malformed(spark):
+    """Spark's JSON parsers read a line's first value and ignore the rest: `{order}{order}`
+    would pass as one order and lose the second. Such lines are malformed."""
+    one = line(order(1))
+    lines = {
+        one + " trailing": "text after the JSON value",
+        one + line(order(2)): "text after the JSON value",
+        one + ", " + one: "text after the JSON value",
+        one + "}": "text after the JSON value",
+        one + '], "x": 1}': "text after the JSON value",
+        one + " \t": None,
+        one: None,
+    }
+    rows = dp.parse_and_validate(lines_frame(spark, list(lines)), DAY).collect()
+    got = [(row["reason"], row["detail"]) for row in rows]
+    want = [
+        (None, None) if d is None else (dp.MALFORMED_JSON, f"not parseable JSON: {d}")
+        for d in lines.values()
+    ]
+    assert got == want
