@@ -42,7 +42,13 @@ if __package__ in (None, ""):
 
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from spark_jobs.common.contract import MONEY_TYPE, FieldRule, field_rules, raw_struct_type
+from spark_jobs.common.contract import (
+    END_OF_INPUT,
+    MONEY_TYPE,
+    FieldRule,
+    field_rules,
+    raw_struct_type,
+)
 from spark_jobs.common.storage import Storage, join
 
 log = logging.getLogger("data_processor")
@@ -81,9 +87,10 @@ JSON_OPTIONS = {
     # NaN / Infinity are not JSON numbers.
     "allowNonNumericNumbers": "false",
 }
-RFC3339_DATE_TIME = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$"
-ISO_DATE = r"^\d{4}-\d{2}-\d{2}$"
-EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+# Java regexes (Spark's rlike): \z, not $, which also matches before a final line break.
+RFC3339_DATE_TIME = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})\z"
+ISO_DATE = r"^\d{4}-\d{2}-\d{2}\z"
+EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+\z"
 FORMAT_PATTERNS = {"date-time": RFC3339_DATE_TIME, "date": ISO_DATE, "email": EMAIL}
 INTEGER_VARIANT_TYPES = ("BIGINT", "INT", "SMALLINT", "TINYINT")
 SUM_TYPE = T.DecimalType(38, 2)
@@ -544,15 +551,14 @@ def _array_rule_ok(rule: FieldRule, values: Column) -> Column:
         exact = values.try_cast(array_of_money).cast(T.ArrayType(T.DoubleType()))
         checks.append(exact.eqNullSafe(values))
     pattern = rule.pattern
-    joinable = pattern is not None and pattern[:1] == "^" and pattern[-1:] == "$"
+    joinable = pattern is not None and pattern[:1] == "^" and pattern.endswith(END_OF_INPUT)
     if joinable and "|" not in pattern:
         # One regex over the joined values instead of a lambda per element.
-        one = f"(?:{pattern[1:-1]})"
+        one = f"(?:{pattern[1 : -len(END_OF_INPUT)]})"
         joined = F.array_join(values, JOIN_SEPARATOR)
         separators = F.length(joined) - F.length(F.replace(joined, F.lit(JOIN_SEPARATOR)))
-        checks.append(
-            joined.rlike(f"^{one}(?:{JOIN_SEPARATOR}{one})*$") & (separators == F.size(values) - 1)
-        )
+        every = f"^{one}(?:{JOIN_SEPARATOR}{one})*{END_OF_INPUT}"
+        checks.append(joined.rlike(every) & (separators == F.size(values) - 1))
     elif pattern is not None or rule.enum is not None or rule.format or rule.min_length:
         others = replace(rule, pattern=pattern if not joinable else None, minimum=None)
         checks.append(

@@ -371,3 +371,25 @@ def test_a_line_with_more_than_one_json_value_is_malformed(spark):
         for d in lines.values()
     ]
     assert got == want
+
+
+def test_a_trailing_line_break_does_not_pass_a_pattern_or_format(spark):
+    """JSON Schema's `$` is the end of the text; Java's (Spark's rlike) also matches before a
+    final line break, which let "ORD-...\\n" through as a valid order id."""
+    cases = [
+        (order(1, order_id="ORD-20240115-000000001\n"), "order_id: pattern"),
+        (order(2, order_id="ORD-20240115-000000002\r"), "order_id: pattern"),
+        (order(3, order_id="ORD-20240115-000000003\u2028"), "order_id: pattern"),
+        (order(4, order_ts="2024-01-15T10:00:00Z\n"), "order_ts: format date-time"),
+    ]
+    doc = order(5)
+    doc["customer"]["email"] = "ada@example.com\n"
+    cases.append((doc, "customer.email: format email"))
+    doc = order(6)
+    doc["items"][1]["product_id"] = "PRD-00002\n"
+    cases.append((doc, "items[1].product_id: pattern"))
+    doc = order(7)
+    doc["customer"]["address"]["country"] = "GB\n"
+    cases.append((doc, "customer.address.country: pattern"))
+    rows = dp.parse_and_validate(lines_frame(spark, [line(d) for d, _ in cases]), DAY).collect()
+    assert [(r["reason"], r["detail"]) for r in rows] == [("invalid_value", d) for _, d in cases]
