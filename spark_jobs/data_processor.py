@@ -1050,8 +1050,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--input", required=True, help="raw root URI, e.g. s3://bucket/raw")
     parser.add_argument("--output", required=True, help="processed root URI")
     args = parser.parse_args(argv)
+    try:
+        day = parse_day(args.date)
+    except ValueError as exc:
+        parser.error(str(exc))  # one line and exit code 2, before any Spark
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    day = parse_day(args.date)
     spark = build_session()
     report = process_day(spark, args.input, args.output, day)
     print(json.dumps(report, indent=2))
