@@ -349,6 +349,12 @@ class Settings(BaseSettings):
         description="IANA time zone the schedules are read in.",
         expected="an IANA time zone like UTC or Europe/Berlin",
     )
+    task_retry_delay_seconds: int = _setting(
+        description="Seconds Airflow waits before a failed task's first retry (doubled on each "
+        "further retry, up to 30 minutes).",
+        expected="a whole number of seconds from 1, like 120",
+        ge=1,
+    )
     rows_per_day: int = _setting(
         description="Orders the generator writes per day.",
         expected="a whole number greater than 0, like 10000",

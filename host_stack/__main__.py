@@ -21,6 +21,7 @@ import shlex
 import shutil
 import sys
 
+from config.config import ConfigError
 from host_stack.stack import Stack, StackError, StackSettings
 
 DEFAULT_PIPELINE_DATE = "2026-01-15"
@@ -129,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         stack = Stack(settings=StackSettings.from_env())
         return commands[args.command](stack, args)
-    except StackError as exc:
+    except (StackError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -47,6 +47,7 @@ from host_stack.localstack import (
     port_in_use,
 )
 from host_stack.spark import SparkStandalone
+from host_stack.supervise import supervised
 
 if TYPE_CHECKING:
     from config.config import Settings
@@ -602,7 +603,10 @@ class Stack:
                     f"starting Spark worker ({self.settings.spark_worker_cores} cores, "
                     f"{self.settings.spark_worker_memory})"
                 )
-                self.spawn("spark-worker", spark.worker_command(), spark_env)
+                # Supervised: a lost worker comes back and running jobs get executors again.
+                python = str(self.venv_bin / "python")
+                worker = supervised("spark-worker", spark.worker_command(), python)
+                self.spawn("spark-worker", worker, spark_env)
                 worker_spawned = True
             if "spark-worker" in waiting and worker_spawned:
                 ok, detail["spark-worker"] = spark.worker_ready()

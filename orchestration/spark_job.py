@@ -44,8 +44,8 @@ DEFAULT_ARGS: dict[str, Any] = {
     "owner": OWNER,
     "depends_on_past": False,
     "retries": 2,
-    "retry_delay": timedelta(minutes=2),
-    # Multiplier: 2 min, 4 min, ... capped below (Airflow 3 takes a float, not a bool).
+    # retry_delay comes from TASK_RETRY_DELAY_SECONDS (common_dag_args). Multiplier: 2 min,
+    # 4 min, ... capped below (Airflow 3 takes a float, not a bool).
     "retry_exponential_backoff": 2.0,
     "max_retry_delay": timedelta(minutes=30),
     "execution_timeout": timedelta(hours=2),
@@ -100,7 +100,11 @@ def common_dag_args(settings: Settings) -> dict[str, Any]:
         "start_date": pendulum.datetime(*START_DATE, tz=settings.schedule_timezone),
         "catchup": False,
         "max_active_runs": 1,
-        "default_args": dict(DEFAULT_ARGS),  # DAG() may write into it
+        # A new dict: DAG() may write into it.
+        "default_args": {
+            **DEFAULT_ARGS,
+            "retry_delay": timedelta(seconds=settings.task_retry_delay_seconds),
+        },
         "dagrun_timeout": DAGRUN_TIMEOUT,
     }
 

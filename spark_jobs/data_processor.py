@@ -42,7 +42,13 @@ if __package__ in (None, ""):
 
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from spark_jobs.common.contract import MONEY_TYPE, FieldRule, field_rules, raw_struct_type
+from spark_jobs.common.contract import (
+    END_OF_INPUT,
+    MONEY_TYPE,
+    FieldRule,
+    field_rules,
+    raw_struct_type,
+)
 from spark_jobs.common.storage import Storage, join
 
 log = logging.getLogger("data_processor")
@@ -81,9 +87,10 @@ JSON_OPTIONS = {
     # NaN / Infinity are not JSON numbers.
     "allowNonNumericNumbers": "false",
 }
-RFC3339_DATE_TIME = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$"
-ISO_DATE = r"^\d{4}-\d{2}-\d{2}$"
-EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+# Java regexes (Spark's rlike): \z, not $, which also matches before a final line break.
+RFC3339_DATE_TIME = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})\z"
+ISO_DATE = r"^\d{4}-\d{2}-\d{2}\z"
+EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+\z"
 FORMAT_PATTERNS = {"date-time": RFC3339_DATE_TIME, "date": ISO_DATE, "email": EMAIL}
 INTEGER_VARIANT_TYPES = ("BIGINT", "INT", "SMALLINT", "TINYINT")
 SUM_TYPE = T.DecimalType(38, 2)
@@ -316,7 +323,9 @@ def check_lines(lines: DataFrame, day: str | date) -> DataFrame:
         "source_file",
         raw.alias("_raw"),
         F.try_to_timestamp(p.getField("order_ts")).alias("order_ts"),
-        (p.isNull() | p.getField(CORRUPT_COLUMN).isNotNull()).alias("_corrupt"),
+        (
+            p.isNull() | p.getField(CORRUPT_COLUMN).isNotNull() | ~_one_json_value(F.col("value"))
+        ).alias("_corrupt"),
     )
     ok = ~F.col("_corrupt") & _all_ok(rules, F.col("_raw"), F.col("order_ts"), start_us, end_us)
     checked = staged.select("*", ok.alias("_ok"))
@@ -374,6 +383,18 @@ def rejected_lines(checked: DataFrame, day: str | date) -> DataFrame:
         F.col("value").alias("raw_line"),
         "source_file",
     )
+
+
+def _one_json_value(line: Column) -> Column:
+    """False when the line holds more than one JSON value (or nothing parseable).
+
+    Spark's JSON functions read a line's first value and ignore the rest, so `{order} x` and
+    `{order}{order}` would pass as the first order. Inside an array a single value gives one
+    element with "]" and two with ",0]"; text after the value breaks at least one of the two.
+    """
+    one = F.json_array_length(F.concat(F.lit("["), line, F.lit("]"))) == 1
+    two = F.json_array_length(F.concat(F.lit("["), line, F.lit(",0]"))) == 2
+    return F.coalesce(one & two, F.lit(False))
 
 
 def _day_bounds_us(day: date) -> tuple[int, int]:
@@ -530,15 +551,14 @@ def _array_rule_ok(rule: FieldRule, values: Column) -> Column:
         exact = values.try_cast(array_of_money).cast(T.ArrayType(T.DoubleType()))
         checks.append(exact.eqNullSafe(values))
     pattern = rule.pattern
-    joinable = pattern is not None and pattern[:1] == "^" and pattern[-1:] == "$"
+    joinable = pattern is not None and pattern[:1] == "^" and pattern.endswith(END_OF_INPUT)
     if joinable and "|" not in pattern:
         # One regex over the joined values instead of a lambda per element.
-        one = f"(?:{pattern[1:-1]})"
+        one = f"(?:{pattern[1 : -len(END_OF_INPUT)]})"
         joined = F.array_join(values, JOIN_SEPARATOR)
         separators = F.length(joined) - F.length(F.replace(joined, F.lit(JOIN_SEPARATOR)))
-        checks.append(
-            joined.rlike(f"^{one}(?:{JOIN_SEPARATOR}{one})*$") & (separators == F.size(values) - 1)
-        )
+        every = f"^{one}(?:{JOIN_SEPARATOR}{one})*{END_OF_INPUT}"
+        checks.append(joined.rlike(every) & (separators == F.size(values) - 1))
     elif pattern is not None or rule.enum is not None or rule.format or rule.min_length:
         others = replace(rule, pattern=pattern if not joinable else None, minimum=None)
         checks.append(
@@ -661,7 +681,10 @@ def _detail_struct(rules: Sequence[FieldRule], day: date, start_us: int, end_us:
         ),
     )
     checks = [
-        F.when(corrupt & variant.isNull(), F.lit("not parseable JSON")),
+        F.when(corrupt & variant.isNull(), F.lit("not parseable JSON")).when(
+            corrupt & ~_one_json_value(F.col("value")),
+            F.lit("not parseable JSON: text after the JSON value"),
+        ),
         wrong_type,
         missing,
         overflow,
@@ -1036,8 +1059,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--input", required=True, help="raw root URI, e.g. s3://bucket/raw")
     parser.add_argument("--output", required=True, help="processed root URI")
     args = parser.parse_args(argv)
+    try:
+        day = parse_day(args.date)
+    except ValueError as exc:
+        parser.error(str(exc))  # one line and exit code 2, before any Spark
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    day = parse_day(args.date)
     spark = build_session()
     report = process_day(spark, args.input, args.output, day)
     print(json.dumps(report, indent=2))

@@ -8,7 +8,8 @@ The JSON Schema is the single source of truth: this module loads it from the ins
   ``format: date-time`` stays a string here and is parsed during validation);
 * ``required_paths()``: every required field path, e.g. ``customer.email``, ``items[].quantity``;
 * ``field_rules()``: one rule per property (JSON type, enum, pattern, minimum, ...) that the
-  processor turns into Spark validation expressions.
+  processor turns into Spark validation expressions (patterns in Java's regex dialect, which
+  Spark's rlike uses: see ``java_pattern``).
 
 Paths use dots for objects and ``[]`` for array elements: ``items[].unit_price``.
 """
@@ -27,6 +28,8 @@ SCHEMA_RESOURCE = "schemas/raw_order.schema.json"
 
 # Money: two decimals, up to 10 integer digits (a ten-billion order would be a data error anyway).
 MONEY_TYPE = T.DecimalType(12, 2)
+# End of input in Java regexes; Java's `$` also matches before a final line break.
+END_OF_INPUT = "\\z"
 
 
 class ContractError(ValueError):
@@ -126,7 +129,7 @@ def _collect_rules(node: dict[str, Any], prefix: str, out: list[FieldRule]) -> N
                 json_type=child["type"],
                 required=name in required,
                 enum=tuple(child["enum"]) if "enum" in child else None,
-                pattern=child.get("pattern"),
+                pattern=java_pattern(child.get("pattern")),
                 format=child.get("format"),
                 minimum=child.get("minimum"),
                 min_length=child.get("minLength"),
@@ -138,6 +141,17 @@ def _collect_rules(node: dict[str, Any], prefix: str, out: list[FieldRule]) -> N
             _collect_rules(child, path, out)
         elif child["type"] == "array" and child.get("items", {}).get("type") == "object":
             _collect_rules(child["items"], path + "[]", out)
+
+
+def java_pattern(pattern: str | None) -> str | None:
+    """A JSON Schema (ECMA-262) pattern as a Java regex with the same meaning for Spark's rlike.
+
+    A final `$` becomes `\\z`: in ECMA-262 `$` is the end of the text, while Java's also matches
+    before a final line break, so "ORD-20240115-000000001\\n" would pass `^ORD-...$` in Spark.
+    """
+    if pattern is None or not pattern.endswith("$") or pattern.endswith("\\$"):
+        return pattern
+    return pattern[:-1] + END_OF_INPUT
 
 
 def _join(prefix: str, name: str) -> str:

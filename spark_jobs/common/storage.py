@@ -694,12 +694,16 @@ class Storage:
             parallelism = str(self.spark.sparkContext.defaultParallelism)
             options = self._arrow_options(uri_dir, reading=True, parallelism=parallelism)
             return self.spark.read.format(LINES_SOURCE_NAME).options(**options).load()
-        df = self.spark.read.text(self._spark_path(uri_dir))
+        # JSON Lines: only \n ends a line (Spark's default also cuts at a lone \r, which JSON
+        # allows as whitespace); a \r before it and bytes that are not UTF-8 are handled as the
+        # arrow reader does, so both backends see the same lines.
+        df = self.spark.read.option("lineSep", "\n").text(self._spark_path(uri_dir))
+        value = F.make_valid_utf8(F.rtrim(F.col("value"), F.lit("\r")))
         source = F.col("_metadata.file_path")
         if scheme_of(uri_dir) == "file" and not uri_dir.startswith("file:"):
             # Show local files as plain paths, as the caller named the directory.
             source = F.regexp_replace(source, r"^file:(//)?", "")
-        return df.select(F.col("value"), source.alias("source_file"))
+        return df.select(value.alias("value"), source.alias("source_file"))
 
     def write_lines(self, df: DataFrame, uri_dir: str) -> None:
         """Replace the dir's data files with df's single string column "value", one line per row."""

@@ -70,7 +70,7 @@ def test_field_rules_carry_constraints():
         "cancelled",
         "returned",
     )
-    assert rules["items[].product_id"].pattern == "^PRD-[0-9]{5}$"
+    assert rules["items[].product_id"].pattern == r"^PRD-[0-9]{5}\z"  # Java's end of input
     assert rules["items[].quantity"].minimum == 1
     assert rules["items"].min_items == 1
     assert rules["items[].quantity"].in_array
@@ -80,3 +80,17 @@ def test_field_rules_carry_constraints():
 def test_unsupported_construct_is_named():
     with pytest.raises(contract.ContractError, match=r"boolean.* at flag"):
         contract.spark_type({"type": "object", "properties": {"flag": {"type": "boolean"}}})
+
+
+@pytest.mark.parametrize(
+    ("pattern", "java"),
+    [
+        ("^PRD-[0-9]{5}$", r"^PRD-[0-9]{5}\z"),
+        ("^[A-Z]{2}$", r"^[A-Z]{2}\z"),
+        (r"^costs \$", r"^costs \$"),  # an escaped dollar is a character, not an anchor
+        ("^PRD-", "^PRD-"),
+        (None, None),
+    ],
+)
+def test_patterns_end_at_the_end_of_input_in_java(pattern, java):
+    assert contract.java_pattern(pattern) == java

@@ -349,3 +349,47 @@ def test_generator_output_is_classified_as_the_manifest_says(spark, tmp_path):
     assert found == injected
     assert report["quarantined"] == sum(injected.values())
     assert report["valid"] == manifest["good"]
+
+
+def test_a_line_with_more_than_one_json_value_is_malformed(spark):
+    """Spark's JSON parsers read a line's first value and ignore the rest: `{order}{order}`
+    would pass as one order and lose the second. Such lines are malformed."""
+    one = line(order(1))
+    lines = {
+        one + " trailing": "text after the JSON value",
+        one + line(order(2)): "text after the JSON value",
+        one + ", " + one: "text after the JSON value",
+        one + "}": "text after the JSON value",
+        one + '], "x": 1}': "text after the JSON value",
+        one + " \t": None,
+        one: None,
+    }
+    rows = dp.parse_and_validate(lines_frame(spark, list(lines)), DAY).collect()
+    got = [(row["reason"], row["detail"]) for row in rows]
+    want = [
+        (None, None) if d is None else (dp.MALFORMED_JSON, f"not parseable JSON: {d}")
+        for d in lines.values()
+    ]
+    assert got == want
+
+
+def test_a_trailing_line_break_does_not_pass_a_pattern_or_format(spark):
+    """JSON Schema's `$` is the end of the text; Java's (Spark's rlike) also matches before a
+    final line break, which let "ORD-...\\n" through as a valid order id."""
+    cases = [
+        (order(1, order_id="ORD-20240115-000000001\n"), "order_id: pattern"),
+        (order(2, order_id="ORD-20240115-000000002\r"), "order_id: pattern"),
+        (order(3, order_id="ORD-20240115-000000003\u2028"), "order_id: pattern"),
+        (order(4, order_ts="2024-01-15T10:00:00Z\n"), "order_ts: format date-time"),
+    ]
+    doc = order(5)
+    doc["customer"]["email"] = "ada@example.com\n"
+    cases.append((doc, "customer.email: format email"))
+    doc = order(6)
+    doc["items"][1]["product_id"] = "PRD-00002\n"
+    cases.append((doc, "items[1].product_id: pattern"))
+    doc = order(7)
+    doc["customer"]["address"]["country"] = "GB\n"
+    cases.append((doc, "customer.address.country: pattern"))
+    rows = dp.parse_and_validate(lines_frame(spark, [line(d) for d, _ in cases]), DAY).collect()
+    assert [(r["reason"], r["detail"]) for r in rows] == [("invalid_value", d) for _, d in cases]

@@ -19,7 +19,14 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from spark_jobs.common.storage import S3Options, Storage, StorageError, join
+from spark_jobs.common.storage import (
+    S3Options,
+    Storage,
+    StorageError,
+    filesystem_and_path,
+    join,
+    scheme_of,
+)
 
 pytestmark = pytest.mark.spark
 
@@ -234,6 +241,37 @@ def test_rewrite_replaces_data(spark, storage_root):
     storage.write_parquet(spark.range(0, 100, numPartitions=4), table)
     storage.write_parquet(spark.range(500, 510, numPartitions=1), table)
     assert sorted(r.id for r in storage.read_parquet(table).collect()) == list(range(500, 510))
+
+
+def test_read_lines_cuts_only_at_newlines_and_replaces_invalid_utf8(storage_root):
+    """Both backends read the same bytes as the same lines: JSON Lines ends a line at \\n (a CR
+    before it is dropped); a lone CR is JSON whitespace, not a line end; bytes that are not
+    UTF-8 become U+FFFD, so no invalid text reaches Parquet and its readers."""
+    storage, root = storage_root
+    day_dir = join(root, "raw_bytes")
+    files = {
+        "part-0.jsonl": b'{"a": 1}\r\n{"b":\r 2}\nab\xff\xfecd\n\xc3\x28\r\n\n',
+        "part-1.jsonl": b"",  # an empty file holds no line
+        "part-2.jsonl": b"last line without newline \xe2\x98\x83",
+    }
+    for name, data in files.items():
+        fs, path = filesystem_and_path(join(day_dir, name), storage.s3)
+        if scheme_of(day_dir) == "file":
+            fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+        with fs.open_output_stream(path) as stream:
+            stream.write(data)
+    rows = storage.read_lines(day_dir).collect()
+    assert sorted(r.value for r in rows) == sorted(
+        [
+            '{"a": 1}',
+            '{"b":\r 2}',
+            "ab\ufffd\ufffdcd",
+            "\ufffd(",
+            "",
+            "last line without newline \u2603",
+        ]
+    )
+    assert {r.source_file.rsplit("/", 1)[-1] for r in rows} == {"part-0.jsonl", "part-2.jsonl"}
 
 
 def test_empty_write_reads_back_empty(spark, storage_root):
