@@ -193,6 +193,12 @@ def _check_subnet_id(subnet_id: str) -> str:
     return subnet_id
 
 
+def _check_java_options(options: str) -> str:
+    if not all(token.startswith("-") for token in options.split()):
+        raise ValueError("must be JVM options, each starting with '-'")
+    return options
+
+
 def _check_timezone(name: str) -> str:
     try:
         zoneinfo.ZoneInfo(name)
@@ -215,6 +221,7 @@ _KEY_CHECKS = {
     "processing_schedule": _check_cron,
     "aws_endpoint_url": _check_endpoint_url,
     "emr_endpoint_url": _check_endpoint_url,
+    "spark_java_options": _check_java_options,
     "spark_master": _check_spark_master,
     "emr_cluster_config": _check_relative_json_path,
     "schedule_timezone": _check_timezone,
