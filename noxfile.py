@@ -162,7 +162,8 @@ pipeline_session = nox.session(venv_backend="none")
 def tests(session: nox.Session) -> None:
     """Unit and component tests: real Spark, real LocalStack, real Airflow; moto only for EMR."""
     env = _pipeline_env(session)
-    _run(session, env, "pytest", *(session.posargs or ["tests", "--ignore=tests/e2e"]))
+    default = ["tests", "--ignore=tests/e2e", "--ignore=tests/faults"]
+    _run(session, env, "pytest", *(session.posargs or default))
 
 
 @pipeline_session
@@ -288,6 +289,19 @@ def e2e_aws_emulated(session: nox.Session) -> None:
     out = _run(session, env, "python", "-m", "host_stack", "env", "--json", silent=True)
     env.update(json.loads(str(out).strip().splitlines()[-1]))
     _run(session, env, "pytest", "tests/e2e", *session.posargs)
+
+
+@pipeline_session
+def faults(session: nox.Session) -> None:
+    """Fault injection on the local stack: a killed job, a LocalStack restart, a lost worker.
+
+    Starts the stack if needed, like e2e_local, and leaves it up: `nox -s faults down` stops it
+    afterwards. Several minutes: each fault costs a failed try, a retry and a Spark job."""
+    env = _pipeline_env(session)
+    _run(session, env, "python", "-m", "host_stack", "up")
+    out = _run(session, env, "python", "-m", "host_stack", "env", "--json", silent=True)
+    env.update(json.loads(str(out).strip().splitlines()[-1]))
+    _run(session, env, "pytest", "tests/faults", *session.posargs)
 
 
 @nox.session(python=PYTHON, venv_backend="none")
