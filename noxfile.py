@@ -167,6 +167,18 @@ def tests(session: nox.Session) -> None:
 
 
 @pipeline_session
+def unit(session: nox.Session) -> None:
+    """The quick loop: the tests that need no JVM and no LocalStack (about a minute).
+
+    Config, DAGs (DagBag, EMR requests, moto runs), compose files, template, host stack, secrets.
+    `nox -s tests` runs these and the Spark and LocalStack ones."""
+    env = _pipeline_env(session)
+    quick = ["-m", "not spark and not localstack"]
+    _run(session, env, "pytest", "tests", "--ignore=tests/e2e", "--ignore=tests/faults", *quick,
+         *session.posargs)  # fmt: skip
+
+
+@pipeline_session
 def bench(session: nox.Session) -> None:
     """Benchmarks: figures to bench-results/ (JSON + markdown), never pass/fail on time."""
     env = _pipeline_env(session)

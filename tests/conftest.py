@@ -17,6 +17,18 @@ os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that uses the Spark or LocalStack fixtures (directly or through another
+    fixture) `spark` / `localstack`, so `-m "not spark and not localstack"` (nox -s unit) is
+    the quick loop without a JVM or LocalStack."""
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        if "spark" in used:
+            item.add_marker(pytest.mark.spark)
+        if "localstack" in used:
+            item.add_marker(pytest.mark.localstack)
+
+
 @pytest.fixture(scope="session")
 def spark():
     """One small local[2] SparkSession for the whole test run (JVM start dominates test time)."""
