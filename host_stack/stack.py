@@ -47,6 +47,7 @@ from host_stack.localstack import (
     port_in_use,
 )
 from host_stack.spark import SparkStandalone
+from host_stack.spark_cds import SparkQuickStart
 from host_stack.supervise import supervised
 
 if TYPE_CHECKING:
@@ -58,6 +59,8 @@ HOST = "127.0.0.1"
 # rehearsal waits seconds, not the minute production polls at.
 EMULATED_AWS_POLL_SECONDS = 2
 EMR_EMULATOR = "emr-emulator"
+# The one-off warm-up run that writes the Spark jobs' class-data archive (host_stack/spark_cds.py).
+SPARK_CDS = "spark-cds"
 # Records which PIPELINE_ENV the running stack was started with.
 PIPELINE_ENV_FILE = "pipeline_env"
 # Every process the stack starts (and all their children) carries this variable; `down` uses it
@@ -83,6 +86,7 @@ STACK_ENV_NAMES = MappingProxyType(
         "spark_worker_cores": "SPARK_WORKER_CORES",
         "spark_worker_memory": "SPARK_WORKER_MEMORY",
         "schedules": "STACK_SCHEDULES",
+        "spark_quick_start": "STACK_SPARK_QUICK_START",
         "state_dir": "STACK_STATE_DIR",
     }
 )
@@ -103,6 +107,9 @@ class StackSettings:
     # Off: runs start only when triggered (UI, run-pipeline, e2e), so unpausing a DAG does not
     # start today's scheduled run next to yours on a 2-core laptop. On: schedules fire as in aws.
     schedules: bool = False
+    # On: local jobs start their JVMs from a class-data archive with the C1 compiler only
+    # (host_stack/spark_cds.py); off: the JVM's defaults, better for large local data.
+    spark_quick_start: bool = True
     state_dir: Path = REPO_ROOT / ".stack"
 
     @classmethod
@@ -122,7 +129,7 @@ class StackSettings:
                         f"{getattr(cls, f.name)}"
                     )
                 values[f.name] = int(raw)
-            elif f.name == "schedules":
+            elif f.name in ("schedules", "spark_quick_start"):
                 if raw.lower() not in ("on", "off", "true", "false", "1", "0"):
                     raise StackError(
                         f"{name}={raw!r} (from the environment) is not valid; expected on or off"
@@ -280,6 +287,9 @@ class Stack:
         master = f"spark://{HOST}:{self.settings.spark_master_port}"
         if settings.spark_master != master:
             overrides["SPARK_MASTER"] = master
+        quick_start = self.spark_quick_start()
+        if quick_start is not None:
+            overrides["SPARK_JAVA_OPTIONS"] = quick_start.java_options(settings.spark_java_options)
         return overrides
 
     def _emulated_aws_overrides(self) -> dict[str, str]:
@@ -319,6 +329,14 @@ class Stack:
             worker_memory=self.settings.spark_worker_memory,
             host=HOST,
         )
+
+    def spark_quick_start(self) -> SparkQuickStart | None:
+        """The local jobs' quick JVM start (archive kept with the virtualenv), unless turned off.
+
+        Not for the aws rehearsal: its steps get EMR's JVM options, none from the stack."""
+        if not self.settings.spark_quick_start or self.emulates_aws:
+            return None
+        return SparkQuickStart(archive_dir=self.venv_bin.parent / "spark-cds")
 
     def airflow(self) -> AirflowHost:
         settings = self.pipeline_settings()
@@ -542,6 +560,29 @@ class Stack:
 
         spark.prepare()
         spark_env = spark.environment(self.environ, python=str(self.venv_bin / "python"))
+        # Once per virtualenv and JDK, beside the other start-ups: the jobs' class-data archive.
+        quick_start = self.spark_quick_start()
+        warmup_dir = self.state_dir / "spark" / "cds-warmup"
+        want_archive = (
+            quick_start is not None
+            and not quick_start.archive.exists()
+            and SPARK_CDS not in running
+        )
+        if quick_start is not None and want_archive:
+            self.report(
+                "building the Spark jobs' class-data archive (once per virtualenv, about a minute)"
+            )
+            quick_start.prepare(warmup_dir)
+            from config.config import load_settings
+
+            base = load_settings(environ=self.environ).spark_java_options
+            paths = [str(REPO_ROOT), spark_env.get("PYTHONPATH")]
+            pythonpath = os.pathsep.join(filter(None, paths))
+            self.spawn(
+                SPARK_CDS,
+                quick_start.build_command(base, warmup_dir),
+                {**spark_env, "PYTHONPATH": pythonpath},
+            )
         if want_master:
             self.report(f"starting Spark master on {spark.master_url}")
             self.spawn("spark-master", spark.master_command(), spark_env)
@@ -569,6 +610,8 @@ class Stack:
         deadline = started + timeout
         worker_spawned = not want_worker
         waiting = {"spark-master", "spark-worker", "airflow", "localstack"}
+        if want_archive:
+            waiting.add(SPARK_CDS)
         watched = ["spark-master", "spark-worker", *(f"airflow-{c}" for c in AIRFLOW_COMPONENTS)]
         if emulates_aws:
             waiting.add(EMR_EMULATOR)
@@ -633,6 +676,20 @@ class Stack:
                 if emulates_aws:
                     prepared = self.prepare_emulated_account(settings)
                     self.report(f"  emulated account: {prepared} ({elapsed()})")
+            if SPARK_CDS in waiting and self._children[SPARK_CDS].poll() is not None:
+                assert quick_start is not None
+                waiting.discard(SPARK_CDS)
+                code = self._children[SPARK_CDS].returncode
+                (self.pid_dir / f"{SPARK_CDS}.json").unlink(missing_ok=True)
+                if quick_start.finish(code, warmup_dir):
+                    self.report(f"  Spark jobs' class-data archive built ({elapsed()})")
+                else:
+                    # Not fatal: the jobs only start slower, as with STACK_SPARK_QUICK_START=off.
+                    log = self.log_dir / f"{SPARK_CDS}.log"
+                    self.report(
+                        f"  warning: the Spark jobs' class-data archive was not built (exit "
+                        f"{code}); jobs start without it. Last lines of {log}:\n{tail(log)}"
+                    )
             if EMR_EMULATOR in waiting:
                 ok, detail[EMR_EMULATOR] = self.emr_emulator_ready()
                 if ok:
