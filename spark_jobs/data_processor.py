@@ -22,11 +22,12 @@ Run: spark-submit --py-files spark_jobs.zip spark_jobs/data_processor.py --date 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, date, datetime
 from typing import Any
@@ -79,6 +80,10 @@ SUCCESS_MARKER = "_SUCCESS"
 MANIFEST_NAME = "_manifest.json"
 
 CORRUPT_COLUMN = "_corrupt_record"
+# While process_day runs: its cache (one day of checked lines, read by every table's write) is
+# kept uncompressed. Compressing and decompressing it cost more CPU than anything it saved: 200k
+# lines, local[2], warm: 25.4 s against 30.4 s for the whole day (the writes 11 s against 15 s).
+CACHE_CONF = {"spark.sql.inMemoryColumnarStorage.compressed": "false"}
 # Strict JSON: single-quoted strings are not JSON (Spark allows them by default).
 JSON_OPTIONS = {
     "mode": "PERMISSIVE",
@@ -973,30 +978,47 @@ def process_day(
     manifest_uri = join(raw_dir, MANIFEST_NAME)
     manifest = json.loads(storage.read_text(manifest_uri)) if storage.exists(manifest_uri) else None
 
-    checked = check_lines(storage.read_lines(raw_dir), day)
-    checked = checked.persist(StorageLevel.MEMORY_AND_DISK)
-    # The detailed checks are one large expression: evaluate (and compile) them once.
-    rejected = rejected_lines(checked, day).persist(StorageLevel.MEMORY_AND_DISK)
-    validated = rejected.unionByName(passed_lines(checked))
-    try:
-        counts = reason_counts(validated)
-        valid, quarantine = split_valid(validated)
-        kept, dropped = deduplicate(valid)
-        # Before anything is replaced: the manifest agrees and no line is unaccounted for.
-        quality_report(day, counts, dropped, {}, manifest)
-        tables = build_tables(kept, day)
-        tables[QUARANTINE_TABLE] = quarantine.coalesce(1)
-        table_rows = _publish(storage, output_uri, day, tables)
-        # Again with the rows actually written; the day stays unpublished if they disagree.
-        report = quality_report(day, counts, dropped, table_rows, manifest)
-        report["seconds"] = round(time.monotonic() - started, 1)
-        # The report is the day marker: written last, after every table and its _SUCCESS.
-        storage.write_text(report_path(output_uri, day), json.dumps(report, indent=2) + "\n")
-    finally:
-        rejected.unpersist()
-        checked.unpersist()
+    with _session_conf(spark, CACHE_CONF):
+        checked = check_lines(storage.read_lines(raw_dir), day)
+        checked = checked.persist(StorageLevel.MEMORY_AND_DISK)
+        # The detailed checks are one large expression: evaluate (and compile) them once.
+        rejected = rejected_lines(checked, day).persist(StorageLevel.MEMORY_AND_DISK)
+        validated = rejected.unionByName(passed_lines(checked))
+        try:
+            counts = reason_counts(validated)
+            valid, quarantine = split_valid(validated)
+            kept, dropped = deduplicate(valid)
+            # Before anything is replaced: the manifest agrees and no line is unaccounted for.
+            quality_report(day, counts, dropped, {}, manifest)
+            tables = build_tables(kept, day)
+            tables[QUARANTINE_TABLE] = quarantine.coalesce(1)
+            table_rows = _publish(storage, output_uri, day, tables)
+            # Again with the rows actually written; the day stays unpublished if they disagree.
+            report = quality_report(day, counts, dropped, table_rows, manifest)
+            report["seconds"] = round(time.monotonic() - started, 1)
+            # The report is the day marker: written last, after every table and its _SUCCESS.
+            storage.write_text(report_path(output_uri, day), json.dumps(report, indent=2) + "\n")
+        finally:
+            rejected.unpersist()
+            checked.unpersist()
     log.info("published %s: %s", day, json.dumps(report))
     return report
+
+
+@contextlib.contextmanager
+def _session_conf(spark: SparkSession, settings: dict[str, str]) -> Iterator[None]:
+    """Set SQL settings for the duration of the block, then restore the session's own."""
+    before = {key: spark.conf.get(key, None) for key in settings}
+    for key, value in settings.items():
+        spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)
 
 
 def _publish(

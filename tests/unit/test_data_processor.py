@@ -393,3 +393,27 @@ def test_a_trailing_line_break_does_not_pass_a_pattern_or_format(spark):
     cases.append((doc, "customer.address.country: pattern"))
     rows = dp.parse_and_validate(lines_frame(spark, [line(d) for d, _ in cases]), DAY).collect()
     assert [(r["reason"], r["detail"]) for r in rows] == [("invalid_value", d) for _, d in cases]
+
+
+def test_the_uncompressed_cache_is_the_jobs_own_setting(spark, tmp_path):
+    """process_day caches uncompressed while it runs and gives the session its settings back."""
+    key = next(iter(dp.CACHE_CONF))
+    write_raw_day(tmp_path / "raw", DAY, good_and_bad_lines(), manifest_lines=None)
+    seen = []
+    original = dp.reason_counts
+
+    def spying(validated):
+        seen.append(spark.conf.get(key))
+        return original(validated)
+
+    spark.conf.set(key, "true")
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(dp, "reason_counts", spying)
+            dp.process_day(spark, str(tmp_path / "raw"), str(tmp_path / "processed"), DAY)
+        assert seen == ["false"]
+        assert spark.conf.get(key) == "true"
+    finally:
+        spark.conf.unset(key)
+    dp.process_day(spark, str(tmp_path / "raw"), str(tmp_path / "again"), DAY)
+    assert spark.conf.get(key, None) is None, "an unset setting stays unset"
