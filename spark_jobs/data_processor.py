@@ -978,7 +978,7 @@ def process_day(
     manifest_uri = join(raw_dir, MANIFEST_NAME)
     manifest = json.loads(storage.read_text(manifest_uri)) if storage.exists(manifest_uri) else None
 
-    with _session_conf(spark, CACHE_CONF):
+    with session_conf(spark, CACHE_CONF):
         checked = check_lines(storage.read_lines(raw_dir), day)
         checked = checked.persist(StorageLevel.MEMORY_AND_DISK)
         # The detailed checks are one large expression: evaluate (and compile) them once.
@@ -1006,7 +1006,7 @@ def process_day(
 
 
 @contextlib.contextmanager
-def _session_conf(spark: SparkSession, settings: dict[str, str]) -> Iterator[None]:
+def session_conf(spark: SparkSession, settings: dict[str, str]) -> Iterator[None]:
     """Set SQL settings for the duration of the block, then restore the session's own."""
     before = {key: spark.conf.get(key, None) for key in settings}
     for key, value in settings.items():

@@ -93,15 +93,7 @@ def s3_storage(spark, localstack):
     The keys are set on the shared session at runtime and removed afterwards, so other tests
     see the session as it was.
     """
-    conf = localstack.spark_s3_conf()
-    previous = {key: spark.conf.get(key, None) for key in conf}
-    for key, value in conf.items():
-        spark.conf.set(key, value)
-    try:
+    from spark_jobs.data_processor import session_conf
+
+    with session_conf(spark, localstack.spark_s3_conf()):
         yield Storage(spark)
-    finally:
-        for key, value in previous.items():
-            if value is None:
-                spark.conf.unset(key)
-            else:
-                spark.conf.set(key, value)
