@@ -753,7 +753,9 @@ def split_valid(validated: DataFrame) -> tuple[DataFrame, DataFrame]:
 def deduplicate(valid: DataFrame) -> tuple[DataFrame, int]:
     """One line per order_id (latest order_ts, then smallest line hash): (kept, dropped count).
 
-    Only the order_ids seen more than once are ranked (a small shuffle); the rest pass through.
+    Only the order_ids seen more than once are ranked, once: their winners are materialised
+    (a few rows), so every table built from `kept` pays one scan of `valid` with a broadcast
+    anti-join, not the ranking again.
     """
     order_id = F.col("order").getField("order_id")
     repeated = (
@@ -765,23 +767,24 @@ def deduplicate(valid: DataFrame) -> tuple[DataFrame, int]:
     dropped = sum(row["_n"] - 1 for row in repeated)
     if not repeated:
         return valid, 0
-    ids = valid.sparkSession.createDataFrame(
-        [(row["_order_id"],) for row in repeated], "_order_id string"
+    ids = F.broadcast(
+        valid.sparkSession.createDataFrame(
+            [(row["_order_id"],) for row in repeated], "_order_id string"
+        )
     )
-    flagged = valid.join(
-        F.broadcast(ids.withColumn("_dup", F.lit(True))), order_id == ids["_order_id"], "left"
-    )
-    singles = flagged.where(F.col("_dup").isNull())
-    ranking = Window.partitionBy("_order_id").orderBy(
+    matches = order_id == ids["_order_id"]
+    ranking = Window.partitionBy(order_id).orderBy(
         F.col("order_ts").desc_nulls_last(), F.col("line_hash").asc()
     )
     chosen = (
-        flagged.where(F.col("_dup"))
+        valid.join(ids, matches, "left_semi")
         .withColumn("_rank", F.row_number().over(ranking))
         .where(F.col("_rank") == 1)
+        .drop("_rank")
+        .localCheckpoint(eager=True)
     )
-    columns = valid.columns
-    return singles.select(*columns).unionByName(chosen.select(*columns)), dropped
+    singles = valid.join(ids, matches, "left_anti")
+    return singles.unionByName(chosen), dropped
 
 
 def build_tables(kept: DataFrame, day: str | date) -> dict[str, DataFrame]:
