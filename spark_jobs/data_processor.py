@@ -33,7 +33,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from pyspark import StorageLevel
-from pyspark.sql import Column, DataFrame, Observation, SparkSession, Window
+from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F  # noqa: N812  (Spark's own convention)
 from pyspark.sql import types as T  # noqa: N812
 
@@ -288,7 +288,7 @@ def parse_and_validate(lines: DataFrame, day: str | date) -> DataFrame:
     """Parse each raw line once and decide its fate.
 
     In:  value (the raw line), source_file.
-    Out: order (the contract struct), order_ts (timestamp), line_hash, reason, detail, and
+    Out: order (the contract struct), order_ts (timestamp), line_hash, line_id, reason, detail, and
          raw_line / source_file (kept only for rejected lines, to keep the cached frame small).
     reason is NULL for a valid line, else one of REASONS (the first that applies).
 
@@ -309,8 +309,9 @@ def parse_and_validate(lines: DataFrame, day: str | date) -> DataFrame:
 def check_lines(lines: DataFrame, day: str | date) -> DataFrame:
     """The one pass over every line: parse once, test every rule at once (`_ok`).
 
-    Out: order, order_ts, line_hash, _ok, and for lines that failed (NULL otherwise) value,
-    source_file, _raw (the parsed record, money as doubles) and _corrupt.
+    Out: order, order_ts, line_hash, line_id (unique per line of this read), _ok, and for lines
+    that failed (NULL otherwise) value, source_file, _raw (the parsed record, money as doubles)
+    and _corrupt.
     """
     day = parse_day(day)
     rules = _contract_rules()
@@ -345,6 +346,8 @@ def check_lines(lines: DataFrame, day: str | date) -> DataFrame:
         _money_typed(F.col("_raw"), struct).alias("order"),
         "order_ts",
         F.xxhash64("value").alias("line_hash"),
+        # Tells byte-identical lines apart (a replayed line); stable for one read of the files.
+        F.monotonically_increasing_id().alias("line_id"),
         "_ok",
         *[F.when(failed, F.col(name)).alias(name) for name in FAILED_ONLY],
     )
@@ -363,6 +366,7 @@ def passed_lines(checked: DataFrame) -> DataFrame:
         "order",
         "order_ts",
         "line_hash",
+        "line_id",
         no_reason.alias("reason"),
         no_reason.alias("detail"),
         no_reason.alias("raw_line"),
@@ -389,6 +393,7 @@ def rejected_lines(checked: DataFrame, day: str | date) -> DataFrame:
         "order",
         "order_ts",
         "line_hash",
+        "line_id",
         reason.alias("reason"),
         detail.alias("detail"),
         F.col("value").alias("raw_line"),
@@ -742,8 +747,11 @@ def _first_problem_typed_null(
 
 
 def split_valid(validated: DataFrame) -> tuple[DataFrame, DataFrame]:
-    """(valid: order, order_ts, line_hash; quarantine: raw_line, reason, detail, source_file)."""
-    valid = validated.where(F.col("reason").isNull()).select("order", "order_ts", "line_hash")
+    """(valid: order, order_ts, line_hash, line_id; quarantine: raw_line, reason, detail,
+    source_file)."""
+    valid = validated.where(F.col("reason").isNull()).select(
+        "order", "order_ts", "line_hash", "line_id"
+    )
     quarantine = validated.where(F.col("reason").isNotNull()).select(
         "raw_line", "reason", "detail", "source_file"
     )
@@ -751,40 +759,64 @@ def split_valid(validated: DataFrame) -> tuple[DataFrame, DataFrame]:
 
 
 def deduplicate(valid: DataFrame) -> tuple[DataFrame, int]:
-    """One line per order_id (latest order_ts, then smallest line hash): (kept, dropped count).
-
-    Only the order_ids seen more than once are ranked, once: their winners are materialised
-    (a few rows), so every table built from `kept` pays one scan of `valid` with a broadcast
-    anti-join, not the ranking again.
-    """
+    """One line per order_id (latest order_ts, then smallest line hash): (kept, dropped count)."""
     order_id = F.col("order").getField("order_id")
     repeated = (
         valid.groupBy(order_id.alias("_order_id"))
-        .agg(F.count(F.lit(1)).alias("_n"))
+        .agg(F.count(F.lit(1)).alias("_n"), F.min_by("line_id", _rank_key()).alias("_winner"))
         .where(F.col("_n") > 1)
         .collect()
     )
-    dropped = sum(row["_n"] - 1 for row in repeated)
-    if not repeated:
-        return valid, 0
-    ids = F.broadcast(
-        valid.sparkSession.createDataFrame(
-            [(row["_order_id"],) for row in repeated], "_order_id string"
+    winners = [(row["_order_id"], row["_winner"]) for row in repeated]
+    return keep_winners(valid, winners), sum(row["_n"] - 1 for row in repeated)
+
+
+def _rank_key() -> Column:
+    """Of the lines of one order_id the one with the smallest key is kept: the latest order_ts,
+    then the smallest line hash, then (byte-identical lines) the first read."""
+    order_ts = F.col("order_ts")
+    return F.struct(
+        order_ts.isNull(), -F.unix_micros(order_ts), F.col("line_hash"), F.col("line_id")
+    )
+
+
+def keep_winners(valid: DataFrame, winners: Sequence[tuple[str, int]]) -> DataFrame:
+    """`valid` without the losing lines of repeated order ids, given (order_id, winning line_id)
+    pairs: one scan with a broadcast join of the (few) repeated ids."""
+    if not winners:
+        return valid
+    chosen = F.broadcast(
+        valid.sparkSession.createDataFrame(list(winners), "_order_id string, _winner long")
+    )
+    joined = valid.join(chosen, F.col("order").getField("order_id") == chosen["_order_id"], "left")
+    keep = F.col("_winner").isNull() | (F.col("line_id") == F.col("_winner"))
+    return joined.where(keep).select(*valid.columns)
+
+
+def tally(validated: DataFrame) -> tuple[dict[str | None, int], list[tuple[str, int]], int]:
+    """One aggregation over parse_and_validate's output: lines per reason (None = valid), the
+    winning line of each order_id that valid lines repeat, and how many lines the dedupe drops.
+
+    The same answers as reason_counts and deduplicate, in one pass instead of two."""
+    order_id = F.when(F.col("reason").isNull(), F.col("order").getField("order_id"))
+    keyed = validated.select(
+        "reason", order_id.alias("_order_id"), "line_id", _rank_key().alias("_key")
+    )
+    by_reason, by_order_id = 1, 2  # grouping_id(): a set bit marks a column left out
+    rows = (
+        keyed.groupingSets([["reason"], ["_order_id"]], "reason", "_order_id")
+        .agg(
+            F.grouping_id().alias("_set"),
+            F.count(F.lit(1)).alias("_n"),
+            F.min_by("line_id", "_key").alias("_winner"),
         )
+        .where((F.col("_set") == by_reason) | (F.col("_order_id").isNotNull() & (F.col("_n") > 1)))
+        .collect()
     )
-    matches = order_id == ids["_order_id"]
-    ranking = Window.partitionBy(order_id).orderBy(
-        F.col("order_ts").desc_nulls_last(), F.col("line_hash").asc()
-    )
-    chosen = (
-        valid.join(ids, matches, "left_semi")
-        .withColumn("_rank", F.row_number().over(ranking))
-        .where(F.col("_rank") == 1)
-        .drop("_rank")
-        .localCheckpoint(eager=True)
-    )
-    singles = valid.join(ids, matches, "left_anti")
-    return singles.unionByName(chosen), dropped
+    counts = {row["reason"]: row["_n"] for row in rows if row["_set"] == by_reason}
+    repeated = [row for row in rows if row["_set"] == by_order_id]
+    winners = [(row["_order_id"], row["_winner"]) for row in repeated]
+    return counts, winners, sum(row["_n"] - 1 for row in repeated)
 
 
 def build_tables(kept: DataFrame, day: str | date) -> dict[str, DataFrame]:
@@ -988,9 +1020,9 @@ def process_day(
         rejected = rejected_lines(checked, day).persist(StorageLevel.MEMORY_AND_DISK)
         validated = rejected.unionByName(passed_lines(checked))
         try:
-            counts = reason_counts(validated)
+            counts, winners, dropped = tally(validated)
             valid, quarantine = split_valid(validated)
-            kept, dropped = deduplicate(valid)
+            kept = keep_winners(valid, winners)
             # Before anything is replaced: the manifest agrees and no line is unaccounted for.
             quality_report(day, counts, dropped, {}, manifest)
             tables = build_tables(kept, day)

@@ -366,8 +366,15 @@ def test_every_line_is_counted_once(spark, lines, replays):
     counts = dp.reason_counts(validated)
     valid, _ = dp.split_valid(validated)
     kept, dropped = dp.deduplicate(valid)
-    kept_ids = [row["order"]["order_id"] for row in kept.collect()]
+    kept_rows = kept.collect()
+    kept_ids = [row["order"]["order_id"] for row in kept_rows]
+    # The job's one-pass tally gives the same answers as the two steps.
+    one_pass_counts, winners, one_pass_dropped = dp.tally(validated)
+    one_pass_kept = dp.keep_winners(valid, winners).collect()
     validated.unpersist()
+    assert (one_pass_counts, one_pass_dropped) == (counts, dropped)
+    by_line = lambda row: row["line_id"]  # noqa: E731
+    assert sorted(one_pass_kept, key=by_line) == sorted(kept_rows, key=by_line)
     assert sum(counts.values()) == len(lines)
     assert len(kept_ids) + dropped == counts.get(None, 0)
     assert len(kept_ids) == len(set(kept_ids))

@@ -400,7 +400,7 @@ def test_the_uncompressed_cache_is_the_jobs_own_setting(spark, tmp_path):
     key = next(iter(dp.CACHE_CONF))
     write_raw_day(tmp_path / "raw", DAY, good_and_bad_lines(), manifest_lines=None)
     seen = []
-    original = dp.reason_counts
+    original = dp.tally
 
     def spying(validated):
         seen.append(spark.conf.get(key))
@@ -409,7 +409,7 @@ def test_the_uncompressed_cache_is_the_jobs_own_setting(spark, tmp_path):
     spark.conf.set(key, "true")
     try:
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(dp, "reason_counts", spying)
+            patch.setattr(dp, "tally", spying)
             dp.process_day(spark, str(tmp_path / "raw"), str(tmp_path / "processed"), DAY)
         assert seen == ["false"]
         assert spark.conf.get(key) == "true"
