@@ -34,6 +34,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from spark_jobs.common.contract import required_paths
+from spark_jobs.common.session import job_session
 from spark_jobs.common.storage import Storage, join
 from spark_jobs.common.synthetic import (
     CUSTOMER_COLUMNS,
@@ -522,7 +523,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    spark = SparkSession.builder.appName(f"data_generator {args.date}").getOrCreate()
+    spark = job_session(f"data_generator {args.date}")
     write_day(
         spark,
         output=args.output,

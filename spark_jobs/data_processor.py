@@ -50,6 +50,7 @@ from spark_jobs.common.contract import (
     field_rules,
     raw_struct_type,
 )
+from spark_jobs.common.session import job_session
 from spark_jobs.common.storage import Storage, join
 
 log = logging.getLogger("data_processor")
@@ -1106,8 +1107,7 @@ def read_published(
 
 def build_session(app_name: str = "data_processor") -> SparkSession:
     """The job's SparkSession: UTC, small shuffles (one day of orders is a few GB at most)."""
-    builder = SparkSession.builder.appName(app_name)
-    session = builder.getOrCreate()
+    session = job_session(app_name)
     session.conf.set("spark.sql.session.timeZone", "UTC")
     if session.conf.get("spark.sql.shuffle.partitions") == "200":
         # Spark's default of 200 is for clusters; AQE still coalesces what is left over.

@@ -34,6 +34,8 @@ def spark():
     """One small local[2] SparkSession for the whole test run (JVM start dominates test time)."""
     from pyspark.sql import SparkSession
 
+    from spark_jobs.common.session import JOB_SESSION_CONF
+
     session = (
         SparkSession.builder.master("local[2]")
         .appName("pipeline-tests")
@@ -42,6 +44,8 @@ def spark():
         .config("spark.ui.enabled", "false")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.driver.bindAddress", "127.0.0.1")
+        # The jobs' own settings, as in their spark-submits (static: set before the session).
+        .config(map=JOB_SESSION_CONF)
         .getOrCreate()
     )
     yield session

@@ -39,6 +39,7 @@ def _spark():
     from pyspark.sql import SparkSession
 
     from config.config import load_settings
+    from spark_jobs.common.session import JOB_SESSION_CONF
 
     # The JVM options the local jobs are submitted with (SPARK_JAVA_OPTIONS), so the figures
     # are the jobs' own.
@@ -51,6 +52,7 @@ def _spark():
         .config("spark.sql.shuffle.partitions", "8")
         .config("spark.driver.memory", "4g")
         .config("spark.sql.session.timeZone", "UTC")
+        .config(map=JOB_SESSION_CONF)  # the jobs' own (static) settings
         .getOrCreate()
     )
 
