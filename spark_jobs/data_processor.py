@@ -22,12 +22,11 @@ Run: spark-submit --py-files spark_jobs.zip spark_jobs/data_processor.py --date 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, date, datetime
 from typing import Any
@@ -50,7 +49,7 @@ from spark_jobs.common.contract import (
     field_rules,
     raw_struct_type,
 )
-from spark_jobs.common.session import job_session
+from spark_jobs.common.session import job_session, session_conf
 from spark_jobs.common.storage import Storage, join
 
 log = logging.getLogger("data_processor")
@@ -1039,22 +1038,6 @@ def process_day(
             checked.unpersist()
     log.info("published %s: %s", day, json.dumps(report))
     return report
-
-
-@contextlib.contextmanager
-def session_conf(spark: SparkSession, settings: dict[str, str]) -> Iterator[None]:
-    """Set SQL settings for the duration of the block, then restore the session's own."""
-    before = {key: spark.conf.get(key, None) for key in settings}
-    for key, value in settings.items():
-        spark.conf.set(key, value)
-    try:
-        yield
-    finally:
-        for key, value in before.items():
-            if value is None:
-                spark.conf.unset(key)
-            else:
-                spark.conf.set(key, value)
 
 
 def _publish(

@@ -97,7 +97,7 @@ def s3_storage(spark, localstack):
     The keys are set on the shared session at runtime and removed afterwards, so other tests
     see the session as it was.
     """
-    from spark_jobs.data_processor import session_conf
+    from spark_jobs.common.session import session_conf
 
     with session_conf(spark, localstack.spark_s3_conf()):
         yield Storage(spark)

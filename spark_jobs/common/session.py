@@ -1,6 +1,10 @@
-"""The SparkSession both jobs run in: the settings that are the jobs' own wherever they run."""
+"""The jobs' SparkSession: the settings that are the jobs' own wherever they run, and a block
+with some SQL settings changed (`session_conf`)."""
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
 
 from pyspark.sql import SparkSession
 
@@ -18,3 +22,19 @@ def job_session(app_name: str) -> SparkSession:
     for key, value in JOB_SESSION_CONF.items():
         builder = builder.config(key, value)
     return builder.getOrCreate()
+
+
+@contextlib.contextmanager
+def session_conf(spark: SparkSession, settings: dict[str, str]) -> Iterator[None]:
+    """Set SQL settings for the duration of the block, then restore the session's own."""
+    before = {key: spark.conf.get(key, None) for key in settings}
+    for key, value in settings.items():
+        spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)
