@@ -763,21 +763,29 @@ def deduplicate(valid: DataFrame) -> tuple[DataFrame, int]:
     order_id = F.col("order").getField("order_id")
     repeated = (
         valid.groupBy(order_id.alias("_order_id"))
-        .agg(F.count(F.lit(1)).alias("_n"), F.min_by("line_id", _rank_key()).alias("_winner"))
+        .agg(*_group_aggregates())
         .where(F.col("_n") > 1)
         .collect()
     )
-    winners = [(row["_order_id"], row["_winner"]) for row in repeated]
-    return keep_winners(valid, winners), sum(row["_n"] - 1 for row in repeated)
+    winners, dropped = _winners(repeated)
+    return keep_winners(valid, winners), dropped
 
 
-def _rank_key() -> Column:
-    """Of the lines of one order_id the one with the smallest key is kept: the latest order_ts,
-    then the smallest line hash, then (byte-identical lines) the first read."""
+def _group_aggregates() -> list[Column]:
+    """Per group: its lines (_n) and the line_id the dedupe keeps (_winner): of the lines of one
+    order_id, the latest order_ts, then the smallest line hash, then (byte-identical lines) the
+    first read."""
     order_ts = F.col("order_ts")
-    return F.struct(
+    rank = F.struct(
         order_ts.isNull(), -F.unix_micros(order_ts), F.col("line_hash"), F.col("line_id")
     )
+    return [F.count(F.lit(1)).alias("_n"), F.min_by("line_id", rank).alias("_winner")]
+
+
+def _winners(repeated: Sequence[Any]) -> tuple[list[tuple[str, int]], int]:
+    """(order_id, winning line_id) pairs and the lines dropped, from rows of repeated order ids."""
+    winners = [(row["_order_id"], row["_winner"]) for row in repeated]
+    return winners, sum(row["_n"] - 1 for row in repeated)
 
 
 def keep_winners(valid: DataFrame, winners: Sequence[tuple[str, int]]) -> DataFrame:
@@ -800,23 +808,18 @@ def tally(validated: DataFrame) -> tuple[dict[str | None, int], list[tuple[str, 
     The same answers as reason_counts and deduplicate, in one pass instead of two."""
     order_id = F.when(F.col("reason").isNull(), F.col("order").getField("order_id"))
     keyed = validated.select(
-        "reason", order_id.alias("_order_id"), "line_id", _rank_key().alias("_key")
+        "reason", order_id.alias("_order_id"), "order_ts", "line_hash", "line_id"
     )
     by_reason, by_order_id = 1, 2  # grouping_id(): a set bit marks a column left out
     rows = (
         keyed.groupingSets([["reason"], ["_order_id"]], "reason", "_order_id")
-        .agg(
-            F.grouping_id().alias("_set"),
-            F.count(F.lit(1)).alias("_n"),
-            F.min_by("line_id", "_key").alias("_winner"),
-        )
+        .agg(F.grouping_id().alias("_set"), *_group_aggregates())
         .where((F.col("_set") == by_reason) | (F.col("_order_id").isNotNull() & (F.col("_n") > 1)))
         .collect()
     )
     counts = {row["reason"]: row["_n"] for row in rows if row["_set"] == by_reason}
-    repeated = [row for row in rows if row["_set"] == by_order_id]
-    winners = [(row["_order_id"], row["_winner"]) for row in repeated]
-    return counts, winners, sum(row["_n"] - 1 for row in repeated)
+    winners, dropped = _winners([row for row in rows if row["_set"] == by_order_id])
+    return counts, winners, dropped
 
 
 def build_tables(kept: DataFrame, day: str | date) -> dict[str, DataFrame]:
