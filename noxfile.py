@@ -26,6 +26,8 @@ LOCK = ("requirements.txt", "requirements-dev.txt")
 LOCALSTACK_LOCK = ROOT / "envs/local/localstack-requirements.txt"
 LOCALSTACK_VENV = ROOT / ".nox/_localstack"
 PIPELINE_VENV = ROOT / ".nox/_pipeline"
+# Part of each virtualenv's stamp: bump it when _venv builds differently, so existing ones rebuild.
+VENV_RECIPE = "2: compiled bytecode"
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = True
@@ -72,13 +74,20 @@ def _find_python(version: tuple[int, int], exact: bool, override_var: str) -> st
     )
 
 
-def _venv(session: nox.Session, venv: Path, base: str, locks: list[Path]) -> Path:
-    """A virtualenv holding exactly `locks`, rebuilt only when a lock changes. --no-deps: the
-    locks are complete, and requirements.txt deliberately leaves out pyspark-client, which the
-    Spark provider asks for but full pyspark replaces (overrides.txt)."""
+def _venv(
+    session: nox.Session, venv: Path, base: str, locks: list[Path], *, then: tuple[str, ...] = ()
+) -> Path:
+    """A virtualenv holding exactly `locks`, rebuilt only when a lock or the recipe changes.
+
+    --no-deps: the locks are complete, and requirements.txt deliberately leaves out
+    pyspark-client, which the Spark provider asks for but full pyspark replaces (overrides.txt).
+    Bytecode is compiled at install: every stack, Spark and test process imports from here, and
+    with PYTHONDONTWRITEBYTECODE set (as on CI) nothing would ever be cached. `then`: arguments
+    for the new venv's python, run once after the install."""
     python = venv / "bin/python"
     stamp = venv / ".lock-sha256"
-    digest = hashlib.sha256(b"".join(lock.read_bytes() for lock in locks)).hexdigest()
+    recipe = f"{VENV_RECIPE}:{' '.join(then)}".encode()
+    digest = hashlib.sha256(b"".join(lock.read_bytes() for lock in locks) + recipe).hexdigest()
     if python.exists() and stamp.exists() and stamp.read_text() == digest:
         return python
     session.log(f"building {venv.relative_to(ROOT)} from {[str(lock.name) for lock in locks]}")
@@ -88,15 +97,19 @@ def _venv(session: nox.Session, venv: Path, base: str, locks: list[Path]) -> Pat
     if uv:
         session.run_install(uv, "venv", "--quiet", "--python", base, str(venv), external=True)
         session.run_install(
-            uv, "pip", "install", "--quiet", "--no-deps", "--python", str(python), *requirements,
+            uv, "pip", "install", "--quiet", "--no-deps", "--compile-bytecode",
+            "--python", str(python), *requirements,
             external=True,
         )  # fmt: skip
     else:
         session.run_install(base, "-m", "venv", str(venv), external=True)
         session.run_install(
-            str(python), "-m", "pip", "install", "--quiet", "--no-deps", *requirements,
+            str(python), "-m", "pip", "install", "--quiet", "--no-deps", "--compile",
+            *requirements,
             external=True,
         )  # fmt: skip
+    if then:
+        session.run_install(str(python), *then, external=True, env={"PYTHONPATH": str(ROOT)})
     stamp.write_text(digest)
     return python
 
@@ -110,6 +123,7 @@ def _pipeline_env(session: nox.Session) -> dict[str, str]:
         PIPELINE_VENV,
         _find_python(PYTHON_VERSION, exact=True, override_var="PIPELINE_BASE_PYTHON"),
         [ROOT / lock for lock in LOCK],
+        then=("-m", "host_stack.bytecode"),
     )
     localstack = _venv(
         session,
