@@ -29,6 +29,10 @@ ENV AIRFLOW_HOME=/opt/airflow \
 COPY requirements.txt requirements-docker.txt /opt/pipeline/
 RUN pip install --no-cache-dir --no-deps \
         -r /opt/pipeline/requirements.txt -r /opt/pipeline/requirements-docker.txt
+# pyspark's zips, on the path of every Spark Python process, get precompiled bytecode too (pip
+# compiles only site-packages): host_stack/bytecode.py, as noxfile.py does for host mode.
+COPY host_stack/bytecode.py /tmp/bytecode.py
+RUN python /tmp/bytecode.py && rm /tmp/bytecode.py
 
 USER 50000
 WORKDIR /opt/airflow

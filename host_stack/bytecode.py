@@ -10,9 +10,11 @@ pyspark modules it imports again: 0.6 s of `import pyspark.sql` alone, every tim
 an unchecked-hash .pyc beside each .py (sources kept, for tracebacks). noxfile.py runs it once
 when it builds the pipeline virtualenv, right after installing the lock with compiled bytecode
 (uv does not compile by default, and where PYTHONDONTWRITEBYTECODE is set, as on this project's
-CI machines, nothing would ever be cached). Unchecked is right for a zip that is never edited: a
-pyspark upgrade brings new zips, and a .pyc of another Python version is skipped by its magic
-number, so the worst case is the old behaviour.
+CI machines, nothing would ever be cached); the Dockerfile runs this file after its pip install
+(pip compiles the rest), so the compose stack's Spark processes get the same.
+
+Unchecked is right for a zip that is never edited: a pyspark upgrade brings new zips, and a .pyc
+of another Python version is skipped by its magic number, so the worst case is the old behaviour.
 """
 
 from __future__ import annotations
@@ -28,9 +30,9 @@ from pathlib import Path
 
 def spark_python_zips() -> list[Path]:
     """The zips the JVM puts on every Spark Python process's path (pyspark's and py4j's)."""
-    from host_stack.spark import pyspark_home
+    import pyspark  # not host_stack.spark: the Dockerfile runs this file on its own
 
-    return sorted((pyspark_home() / "python" / "lib").glob("*.zip"))
+    return sorted((Path(pyspark.__file__).resolve().parent / "python" / "lib").glob("*.zip"))
 
 
 def is_precompiled(zip_path: Path) -> bool:

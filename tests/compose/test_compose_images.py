@@ -85,6 +85,23 @@ def test_the_dockerfile_installs_exactly_the_locks_and_names_no_version():
     assert f"{' '.join(LOCKS)} /opt/pipeline/" in copies
 
 
+def test_the_image_precompiles_pysparks_zips_after_installing_the_locks():
+    # The same step as noxfile.py's for the host virtualenv (host_stack/bytecode.py).
+    steps = [f"{instruction} {args}" for instruction, args in dockerfile_instructions()]
+    install = next(i for i, step in enumerate(steps) if "pip install" in step)
+    assert "COPY host_stack/bytecode.py /tmp/bytecode.py" in steps[install:]
+    assert "RUN python /tmp/bytecode.py && rm /tmp/bytecode.py" in steps[install:]
+    assert "!host_stack/bytecode.py" in (REPO_ROOT / ".dockerignore").read_text().splitlines()
+    # It runs as a plain file there, with no host_stack package around it.
+    alone = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "host_stack" / "bytecode.py")],
+        capture_output=True, text=True, timeout=120, check=False, cwd="/",
+        env={"PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert alone.returncode == 0, alone.stderr
+    assert "pyspark.zip: already precompiled" in alone.stdout
+
+
 def test_the_docker_lock_agrees_with_requirements_txt():
     runtime, docker = lock_pins("requirements.txt"), lock_pins("requirements-docker.txt")
     assert "-c requirements.txt" in (REPO_ROOT / "requirements-docker.in").read_text()
