@@ -18,10 +18,7 @@ JOB_SESSION_CONF = {"spark.python.sql.dataFrameDebugging.enabled": "false"}
 
 def job_session(app_name: str) -> SparkSession:
     """Start (or join) the job's SparkSession with JOB_SESSION_CONF."""
-    builder = SparkSession.builder.appName(app_name)
-    for key, value in JOB_SESSION_CONF.items():
-        builder = builder.config(key, value)
-    return builder.getOrCreate()
+    return SparkSession.builder.appName(app_name).config(map=JOB_SESSION_CONF).getOrCreate()
 
 
 @contextlib.contextmanager
