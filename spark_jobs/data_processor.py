@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, date, datetime
+from functools import partial
 from typing import Any
 
 from pyspark import StorageLevel
@@ -49,7 +50,7 @@ from spark_jobs.common.contract import (
     field_rules,
     raw_struct_type,
 )
-from spark_jobs.common.session import job_session, session_conf
+from spark_jobs.common.session import job_session, run_concurrently, session_conf
 from spark_jobs.common.storage import Storage, join
 
 log = logging.getLogger("data_processor")
@@ -1052,14 +1053,18 @@ def _publish(
     storage.delete(report_path(output_uri, day))
     for name in tables:
         storage.delete(join(table_day_dir(output_uri, name, day), SUCCESS_MARKER))
-    rows = {}
-    for name, df in tables.items():
+
+    def write(name: str, df: DataFrame) -> int:
         written = Observation(f"{name}_rows")
         storage.write_parquet(
             df.observe(written, F.count(F.lit(1)).alias("rows")),
             table_day_dir(output_uri, name, day),
         )
-        rows[name] = written.get["rows"]
+        return written.get["rows"]
+
+    rows = run_concurrently(
+        storage.spark, {name: partial(write, name, df) for name, df in tables.items()}
+    )
     for name in tables:
         storage.write_text(join(table_day_dir(output_uri, name, day), SUCCESS_MARKER), "")
     return rows

@@ -25,6 +25,7 @@ import logging
 import os
 import posixpath
 import sys
+import threading
 import uuid
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, Literal
@@ -552,15 +553,19 @@ class Storage:
         self._backends: dict[str, Backend] = {}
         self._checked_buckets: set[str] = set()
         self._registered = False
+        # Jobs write several tables from threads (session.run_concurrently): the lazily filled
+        # state above is filled once, under this lock.
+        self._lock = threading.RLock()
 
     # ---- backend choice ------------------------------------------------------------------
 
     def backend(self, uri: str) -> Backend:
         """ "spark" for local paths and S3 schemes the JVM can open; else "arrow"."""
         scheme = scheme_of(uri)
-        if scheme not in self._backends:
-            self._backends[scheme] = self._choose_backend(scheme)
-        return self._backends[scheme]
+        with self._lock:
+            if scheme not in self._backends:
+                self._backends[scheme] = self._choose_backend(scheme)
+            return self._backends[scheme]
 
     def _choose_backend(self, scheme: str) -> Backend:
         if scheme == "file":
@@ -604,8 +609,12 @@ class Storage:
         return fs, path
 
     def _check_bucket(self, fs: pafs.FileSystem, uri: str, bucket: str) -> None:
-        if bucket in self._checked_buckets:
-            return
+        with self._lock:
+            if bucket not in self._checked_buckets:
+                self._check_bucket_exists(fs, uri, bucket)
+                self._checked_buckets.add(bucket)
+
+    def _check_bucket_exists(self, fs: pafs.FileSystem, uri: str, bucket: str) -> None:
         try:
             info = fs.get_file_info(bucket)
         except OSError as exc:
@@ -619,7 +628,6 @@ class Storage:
                 "create it (host_stack.localstack.create_buckets / the nox session that starts "
                 "LocalStack) or check DATA_BUCKET"
             )
-        self._checked_buckets.add(bucket)
 
     def exists(self, uri: str) -> bool:
         """True if a file, or a directory / prefix with anything under it, is at the URI."""
@@ -682,9 +690,10 @@ class Storage:
         fs, path = self._fs(uri)
         if reading and not _dir_exists(fs, path):
             raise FileNotFoundError(f"{uri} does not exist (no such directory or prefix)")
-        if not self._registered:
-            _register_arrow_sources(self.spark)
-            self._registered = True
+        with self._lock:
+            if not self._registered:
+                _register_arrow_sources(self.spark)
+                self._registered = True
         return {"path": uri, **self.s3.to_options(), **extra}
 
     def read_lines(self, uri_dir: str) -> DataFrame:

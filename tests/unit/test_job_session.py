@@ -6,11 +6,14 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
+from pyspark import cloudpickle
+from pyspark.sql.datasource import DataSource, DataSourceWriter, WriterCommitMessage
 
-from spark_jobs.common.session import JOB_SESSION_CONF
+from spark_jobs.common.session import JOB_SESSION_CONF, run_concurrently
 
 ROOT = Path(__file__).resolve().parents[2]
 PROBE = """
@@ -40,3 +43,60 @@ def test_a_new_job_session_turns_pyspark_dataframe_debugging_off():
     assert probe.returncode == 0, probe.stderr[-3000:]
     seen = json.loads(probe.stdout.strip().splitlines()[-1])
     assert seen == {"settings": JOB_SESSION_CONF, "debugging": False}
+
+
+class _DiscardingWriter(DataSourceWriter):
+    def write(self, iterator):
+        return WriterCommitMessage()
+
+
+class _DiscardingSource(DataSource):
+    """A Python data source to write to. Spark looks a writer's format up in the active session
+    of the calling thread (a reader's in the reader's own session)."""
+
+    @classmethod
+    def name(cls) -> str:
+        return "run_concurrently_probe"
+
+    def writer(self, schema, overwrite):
+        return _DiscardingWriter()
+
+
+@pytest.mark.spark
+def test_run_concurrently_runs_each_action_in_its_own_thread_with_the_session_active(spark):
+    # Ship the source by value: the Python workers cannot import this test module.
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    try:
+        spark.dataSource.register(_DiscardingSource)
+    finally:
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    threads = set()
+
+    def write_to_python_source() -> str:
+        threads.add(threading.current_thread().name)
+        spark.range(3).write.format(_DiscardingSource.name()).mode("append").save()
+        return "written"
+
+    results = run_concurrently(
+        spark, {"python_source": write_to_python_source, "range": lambda: spark.range(5).count()}
+    )
+
+    assert results == {"python_source": "written", "range": 5}
+    assert threading.current_thread().name not in threads
+
+
+@pytest.mark.spark
+def test_run_concurrently_raises_the_first_failure_after_every_action_has_ended(spark):
+    finished = threading.Event()
+
+    def slow() -> int:
+        count = spark.range(1000).count()
+        finished.set()
+        return count
+
+    def fail() -> int:
+        raise ValueError("table x failed")
+
+    with pytest.raises(ValueError, match="table x failed"):
+        run_concurrently(spark, {"fail": fail, "slow": slow})
+    assert finished.is_set()
