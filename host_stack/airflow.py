@@ -259,7 +259,7 @@ class AirflowApi:
         run_id: str,
         *,
         timeout: float = 600,
-        poll: float = 2.0,
+        poll: float = 1.0,
         report: Callable[[str], None] = print,
         fail_on_retry: bool = False,
     ) -> dict:
