@@ -555,7 +555,7 @@ class Storage:
         self._registered = False
         # Jobs write several tables from threads (session.run_concurrently): the lazily filled
         # state above is filled once, under this lock.
-        self._lock = threading.RLock()
+        self._lock = threading.Lock()
 
     # ---- backend choice ------------------------------------------------------------------
 
