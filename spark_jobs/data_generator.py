@@ -24,6 +24,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from pyspark.errors import PySparkAssertionError
 from pyspark.sql import Column, Observation, SparkSession
 from pyspark.sql import functions as F  # noqa: N812  (Spark's own convention)
 
@@ -34,7 +35,12 @@ if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from spark_jobs.common.contract import required_paths
-from spark_jobs.common.session import job_session
+from spark_jobs.common.session import (
+    default_parallelism,
+    end_job_session,
+    is_connect,
+    job_session,
+)
 from spark_jobs.common.storage import Storage, join
 from spark_jobs.common.synthetic import (
     CUSTOMER_COLUMNS,
@@ -117,7 +123,7 @@ def validate_arguments(date: dt.date | str, rows: int, bad_record_rate: float) -
 
 def default_partitions(spark: SparkSession, rows: int) -> int:
     """Enough files to use every core, and about ROWS_PER_FILE rows per file beyond that."""
-    return max(spark.sparkContext.defaultParallelism, math.ceil(rows / ROWS_PER_FILE))
+    return max(default_parallelism(spark), math.ceil(rows / ROWS_PER_FILE))
 
 
 def generate_orders(
@@ -446,7 +452,7 @@ def write_day(
     observation = Observation("generated_orders")
     observed = df.observe(observation, *count_columns())
     storage.write_lines(observed.select("value"), day_dir)
-    counts = _observed_counts(observation)
+    counts = _observed_counts(spark, observation)
     if counts is None:
         log.warning("write metrics did not arrive; counting %s with a second pass", day_dir)
         counts = df.agg(*count_columns()).first().asDict()
@@ -470,8 +476,16 @@ def write_day(
     return document
 
 
-def _observed_counts(observation: Observation, wait_seconds: float = 30.0) -> dict | None:
+def _observed_counts(
+    spark: SparkSession, observation: Observation, wait_seconds: float = 30.0
+) -> dict | None:
     """The observed counts, or None if they never arrive (a writer that drops the metrics)."""
+    if is_connect(spark):
+        # A Connect server returns the metrics with the write's own result, or not at all.
+        try:
+            return dict(observation.get)
+        except PySparkAssertionError:
+            return None
     # Metrics come through Spark's (asynchronous) listener bus just after the write returns;
     # Observation.get would block forever if they never do, so poll the JVM future instead.
     future = observation._jo.future()  # no public non-blocking check
@@ -524,15 +538,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     spark = job_session(f"data_generator {args.date}")
-    write_day(
-        spark,
-        output=args.output,
-        date=args.date,
-        rows=args.rows,
-        seed=args.seed,
-        bad_record_rate=args.bad_record_rate,
-        partitions=args.partitions,
-    )
+    try:
+        write_day(
+            spark,
+            output=args.output,
+            date=args.date,
+            rows=args.rows,
+            seed=args.seed,
+            bad_record_rate=args.bad_record_rate,
+            partitions=args.partitions,
+        )
+    finally:
+        end_job_session(spark)
     return 0
 
 

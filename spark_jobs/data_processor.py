@@ -50,7 +50,13 @@ from spark_jobs.common.contract import (
     field_rules,
     raw_struct_type,
 )
-from spark_jobs.common.session import job_session, run_concurrently, session_conf
+from spark_jobs.common.session import (
+    default_parallelism,
+    end_job_session,
+    job_session,
+    run_concurrently,
+    session_conf,
+)
 from spark_jobs.common.storage import Storage, join
 
 log = logging.getLogger("data_processor")
@@ -1102,7 +1108,7 @@ def build_session(app_name: str = "data_processor") -> SparkSession:
     session.conf.set("spark.sql.session.timeZone", "UTC")
     if session.conf.get("spark.sql.shuffle.partitions") == "200":
         # Spark's default of 200 is for clusters; AQE still coalesces what is left over.
-        parallelism = session.sparkContext.defaultParallelism
+        parallelism = default_parallelism(session)
         session.conf.set("spark.sql.shuffle.partitions", str(max(4, 2 * parallelism)))
     return session
 
@@ -1119,7 +1125,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))  # one line and exit code 2, before any Spark
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     spark = build_session()
-    report = process_day(spark, args.input, args.output, day)
+    try:
+        report = process_day(spark, args.input, args.output, day)
+    finally:
+        end_job_session(spark)
     print(json.dumps(report, indent=2))
     return 0
 

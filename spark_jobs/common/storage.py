@@ -47,6 +47,8 @@ from pyspark.sql.datasource import (
 )
 from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 
+from spark_jobs.common.session import default_parallelism, is_connect
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
 
@@ -70,6 +72,8 @@ MIN_SPLIT_BYTES = 4 * 1024 * 1024
 READ_BLOCK_BYTES = 8 * 1024 * 1024
 # Where arrow-backend tasks stage their objects until the job commits (readers skip "_" names).
 STAGING_DIR = "_temporary"
+# How a Spark Connect server says it has no FileSystem for a scheme (hadoop-aws missing).
+_NO_FILESYSTEM = ("No FileSystem for scheme", "ClassNotFoundException")
 
 
 class StorageError(Exception):
@@ -564,10 +568,10 @@ class Storage:
         scheme = scheme_of(uri)
         with self._lock:
             if scheme not in self._backends:
-                self._backends[scheme] = self._choose_backend(scheme)
+                self._backends[scheme] = self._choose_backend(scheme, uri)
             return self._backends[scheme]
 
-    def _choose_backend(self, scheme: str) -> Backend:
+    def _choose_backend(self, scheme: str, uri: str) -> Backend:
         if scheme == "file":
             log.info("file: local paths use Spark's own readers and writers")
             return "spark"
@@ -575,6 +579,8 @@ class Storage:
             raise StorageError(
                 f"unsupported URI scheme {scheme!r}; use s3://, s3a:// or a local path"
             )
+        if is_connect(self.spark):
+            return self._choose_remote_backend(scheme, uri)
         jvm = self.spark.sparkContext._jvm
         hadoop_conf = self.spark._jsparkSession.sessionState().newHadoopConf()
         try:
@@ -582,17 +588,35 @@ class Storage:
         except Exception as exc:  # py4j wraps UnsupportedFileSystemException / ClassNotFound
             java_exc = getattr(exc, "java_exception", None)
             reason = str(java_exc.toString()) if java_exc is not None else repr(exc)
-            log.info(
-                "%s: Spark has no Hadoop FileSystem for %s (%s; no hadoop-aws on the classpath); "
-                "using the pyarrow data source against %s",
-                scheme,
-                scheme,
-                reason[:200],
-                self.s3.describe(),
-            )
+            self._log_arrow_choice(scheme, reason)
             return "arrow"
         log.info("%s: Spark opens it with %s", scheme, fs_class.getName())
         return "spark"
+
+    def _choose_remote_backend(self, scheme: str, uri: str) -> Backend:
+        """A Spark Connect server's classpath, asked by resolving a path there: a missing
+        FileSystem class fails the lookup; a missing path, or anything else, is past it."""
+        bucket = urlparse(uri).netloc
+        probe = f"{scheme}://{bucket}/_pipeline_backend_probe_{_new_job_id()}"
+        try:
+            self.spark.read.text(probe).schema  # noqa: B018  (resolving the path is the probe)
+        except Exception as exc:  # the server's error, as a Connect exception
+            reason = str(exc)
+            if any(sign in reason for sign in _NO_FILESYSTEM):
+                self._log_arrow_choice(scheme, reason.splitlines()[0])
+                return "arrow"
+        log.info("%s: the Spark Connect server opens it with its own Hadoop FileSystem", scheme)
+        return "spark"
+
+    def _log_arrow_choice(self, scheme: str, reason: str) -> None:
+        log.info(
+            "%s: Spark has no Hadoop FileSystem for %s (%s; no hadoop-aws on the classpath); "
+            "using the pyarrow data source against %s",
+            scheme,
+            scheme,
+            reason[:200],
+            self.s3.describe(),
+        )
 
     def _spark_path(self, uri: str) -> str:
         """Local paths fully qualified, so a cluster's default FS (HDFS) is never assumed."""
@@ -700,7 +724,7 @@ class Storage:
         """One row per text line of every data file in the dir: value, source_file."""
 
         if self.backend(uri_dir) == "arrow":
-            parallelism = str(self.spark.sparkContext.defaultParallelism)
+            parallelism = str(default_parallelism(self.spark))
             options = self._arrow_options(uri_dir, reading=True, parallelism=parallelism)
             return self.spark.read.format(LINES_SOURCE_NAME).options(**options).load()
         # JSON Lines: only \n ends a line (Spark's default also cuts at a lone \r, which JSON
@@ -741,7 +765,7 @@ class Storage:
 
     def read_parquet(self, uri_dir: str, schema: StructType | None = None) -> DataFrame:
         if self.backend(uri_dir) == "arrow":
-            parallelism = str(self.spark.sparkContext.defaultParallelism)
+            parallelism = str(default_parallelism(self.spark))
             reader = self.spark.read.format(PARQUET_SOURCE_NAME).options(
                 **self._arrow_options(uri_dir, reading=True, parallelism=parallelism)
             )

@@ -1,0 +1,123 @@
+"""Both jobs as Spark Connect clients (SPARK_CONNECT_URL) of a real Spark Connect server.
+
+The server is host_stack's own (host_stack/spark_connect.py) on local[2] with the S3 conf of a
+real LocalStack; the jobs run in a process of their own, as under spark-submit, and read and
+write s3:// there. The local stack runs the DAGs' jobs this way; EMR and the other tests run
+them classic.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from host_stack.localstack import free_port
+from host_stack.spark_connect import SparkConnectServer
+from spark_jobs.common import session as job_session_module
+from spark_jobs.common.session import CONNECT_URL_ENV
+
+ROOT = Path(__file__).resolve().parents[2]
+DAY = "2026-02-03"
+JOBS = f"""
+import json, sys
+from spark_jobs import data_generator, data_processor
+raw, processed = sys.argv[1], sys.argv[2]
+assert data_generator.main(["--date", "{DAY}", "--rows", "400", "--output", raw]) == 0
+assert data_processor.main(["--date", "{DAY}", "--input", raw, "--output", processed]) == 0
+"""
+
+
+@pytest.fixture(scope="module")
+def connect_server(localstack, tmp_path_factory):
+    """A Spark Connect server on local[2] that reaches LocalStack as the stack's does."""
+    server = SparkConnectServer(
+        master_url="local[2]",
+        port=free_port(),
+        cores=2,
+        job_conf={**localstack.spark_s3_conf(), "spark.ui.enabled": "false"},
+    )
+    log = tmp_path_factory.mktemp("spark-connect") / "server.log"
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1"}
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            server.command(), env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        deadline = time.monotonic() + 180
+        while not server.ready()[0]:
+            assert process.poll() is None, f"the server exited:\n{log.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, f"not ready after 180 s:\n{log.read_text()[-3000:]}"
+            time.sleep(0.5)
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.mark.spark
+@pytest.mark.timeout(600)
+def test_both_jobs_run_as_clients_of_a_spark_connect_server(connect_server, localstack):
+    raw = f"s3://{localstack.bucket}/connect/raw"
+    processed = f"s3://{localstack.bucket}/connect/processed"
+    env = {
+        **os.environ,
+        CONNECT_URL_ENV: connect_server.url,
+        "PYTHONPATH": str(ROOT),
+        # spark-submit sets MASTER for a job's Python; a Connect client must not trip over it.
+        "MASTER": "spark://127.0.0.1:7077",
+    }
+
+    jobs = subprocess.run(
+        [sys.executable, "-c", JOBS, raw, processed],
+        env=env, capture_output=True, text=True, timeout=540, check=False,
+    )  # fmt: skip
+
+    assert jobs.returncode == 0, jobs.stderr[-4000:]
+    assert f"running as a Spark Connect client of {connect_server.url}" in jobs.stderr
+    # No hadoop-aws on the server's classpath: the probe found that, so pyarrow's S3 client
+    # wrote the days, as in a classic driver here.
+    assert "Spark has no Hadoop FileSystem for s3" in jobs.stderr
+    report = json.loads(jobs.stdout[jobs.stdout.index("{") :])
+    assert report["date"] == DAY
+    assert report["reconciled"] is True
+    assert report["manifest_lines"] == report["lines_read"]
+    assert report["tables"]["orders"] == report["valid"] > 0
+    assert report["quarantined"] > 0
+
+
+def test_the_package_ships_as_the_zip_it_was_imported_from(tmp_path, monkeypatch):
+    archive = tmp_path / "spark_jobs.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("spark_jobs/__init__.py", "")
+    import spark_jobs
+
+    monkeypatch.setattr(spark_jobs, "__file__", str(archive / "spark_jobs" / "__init__.py"))
+
+    assert job_session_module._package_archive() == archive
+
+
+def test_a_checkout_ships_as_a_new_zip_of_the_package():
+    archive = job_session_module._package_archive()
+
+    with zipfile.ZipFile(archive) as zf:
+        names = set(zf.namelist())
+    assert "spark_jobs/common/session.py" in names
+    assert "spark_jobs/schemas/raw_order.schema.json" in names
+    assert not any("__pycache__" in name for name in names)
+
+
+def test_a_connect_url_that_is_not_one_fails_before_any_spark(monkeypatch):
+    monkeypatch.setenv(CONNECT_URL_ENV, "http://127.0.0.1:15002")
+
+    with pytest.raises(ValueError, match=r"SPARK_CONNECT_URL='http://127.0.0.1:15002' .*sc://"):
+        job_session_module.job_session("probe")
