@@ -70,6 +70,7 @@ _REGION_RE = re.compile(r"[a-z]{2}(-[a-z]+)+-\d+")
 _PREFIX_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*")
 _SPARK_STANDALONE_RE = re.compile(r"spark://(?P<host>[^\s:/]+):(?P<port>\d+)")
 _SPARK_LOCAL_RE = re.compile(r"local\[(\*|[1-9]\d*)(,[1-9]\d*)?\]")
+_SPARK_CONNECT_RE = re.compile(r"sc://(?P<host>[^\s:/]+):(?P<port>\d+)")
 _EMR_RELEASE_RE = re.compile(r"emr-(spark-)?\d+\.\d+\.\d+")
 _CRON_ITEM_RE = re.compile(r"(\*|[A-Za-z0-9]+(?:-[A-Za-z0-9]+)?)(?:/(\d+))?")
 _MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
@@ -168,6 +169,15 @@ def _check_spark_master(master: str) -> str:
     return master
 
 
+def _check_spark_connect_url(url: str) -> str:
+    match = _SPARK_CONNECT_RE.fullmatch(url)
+    if match is None:
+        raise ValueError("is not a Spark Connect URL")
+    if not 1 <= int(match["port"]) <= 65535:
+        raise ValueError("has a port outside 1-65535")
+    return url
+
+
 def _check_relative_json_path(path: str) -> str:
     pure = PurePosixPath(path)
     if "\\" in path or pure.is_absolute() or ".." in pure.parts or pure.suffix != ".json":
@@ -223,6 +233,7 @@ _KEY_CHECKS = {
     "emr_endpoint_url": _check_endpoint_url,
     "spark_java_options": _check_java_options,
     "spark_master": _check_spark_master,
+    "spark_connect_url": _check_spark_connect_url,
     "emr_cluster_config": _check_relative_json_path,
     "schedule_timezone": _check_timezone,
 }
@@ -232,6 +243,7 @@ _OPTIONAL_KEYS = (
     "aws_secret_access_key",
     "emr_subnet_id",
     "spark_java_options",
+    "spark_connect_url",
     "emr_endpoint_url",
 )
 _AWS_ONLY_KEYS = ("emr_release_label", "emr_cluster_config", "emr_job_artifact_prefix")
@@ -294,6 +306,12 @@ class Settings(BaseSettings):
     spark_master: str = _setting(
         description="Spark master the jobs are submitted to (yarn on EMR).",
         expected="spark://host:port, local[N], local[*] or yarn",
+    )
+    spark_connect_url: str | None = _setting(
+        None,
+        description="Spark Connect server the jobs run on as clients (local only: the stack's "
+        "long-lived Spark application on SPARK_MASTER); unset: each job starts its own driver.",
+        expected="sc://host:port, or unset",
     )
     spark_java_options: str | None = _setting(
         None,
@@ -489,6 +507,11 @@ class Settings(BaseSettings):
             conf["spark.driver.extraJavaOptions"] = self.spark_java_options
             conf["spark.executor.extraJavaOptions"] = self.spark_java_options
         return conf
+
+    def spark_job_env(self) -> dict[str, str]:
+        """Environment a job's spark-submit runs with: SPARK_CONNECT_URL when set (the job
+        then runs as a client of that server: spark_jobs/common/session.py)."""
+        return {"SPARK_CONNECT_URL": self.spark_connect_url} if self.spark_connect_url else {}
 
     def spark_s3_conf(self) -> dict[str, str]:
         """Spark conf pointing S3 at the endpoint; empty without one (EMR's s3:// is native)."""

@@ -48,6 +48,7 @@ from host_stack.localstack import (
 )
 from host_stack.spark import SparkStandalone
 from host_stack.spark_cds import SparkQuickStart
+from host_stack.spark_connect import SparkConnectServer
 from host_stack.supervise import supervised
 
 if TYPE_CHECKING:
@@ -61,6 +62,8 @@ EMULATED_AWS_POLL_SECONDS = 2
 EMR_EMULATOR = "emr-emulator"
 # The one-off warm-up run that writes the Spark jobs' class-data archive (host_stack/spark_cds.py).
 SPARK_CDS = "spark-cds"
+# The long-lived Spark application the local jobs run on (host_stack/spark_connect.py).
+SPARK_CONNECT = "spark-connect"
 # Records which PIPELINE_ENV the running stack was started with.
 PIPELINE_ENV_FILE = "pipeline_env"
 # Every process the stack starts (and all their children) carries this variable; `down` uses it
@@ -81,6 +84,7 @@ STACK_ENV_NAMES = MappingProxyType(
         "airflow_api_port": "AIRFLOW_API_PORT",
         "spark_master_port": "SPARK_MASTER_PORT",
         "spark_master_webui_port": "SPARK_MASTER_WEBUI_PORT",
+        "spark_connect_port": "SPARK_CONNECT_PORT",
         "localstack_port": "LOCALSTACK_PORT",
         "emr_emulator_port": "EMR_EMULATOR_PORT",
         "spark_worker_cores": "SPARK_WORKER_CORES",
@@ -99,6 +103,8 @@ class StackSettings:
     airflow_api_port: int = 8080
     spark_master_port: int = 7077
     spark_master_webui_port: int = 8081
+    # Only with SPARK_CONNECT_URL set (envs/local): the Spark Connect server's gRPC port.
+    spark_connect_port: int = 15002
     localstack_port: int = 4566
     # Only with PIPELINE_ENV=aws: the EMR emulator of the offline aws rehearsal.
     emr_emulator_port: int = 4570
@@ -148,6 +154,7 @@ class StackSettings:
             (self.emr_emulator_port, "EMR emulator", "EMR_EMULATOR_PORT"),
             (self.spark_master_port, "Spark master", "SPARK_MASTER_PORT"),
             (self.spark_master_webui_port, "Spark master web UI", "SPARK_MASTER_WEBUI_PORT"),
+            (self.spark_connect_port, "Spark Connect server", "SPARK_CONNECT_PORT"),
             (self.airflow_api_port, "Airflow API server / UI", "AIRFLOW_API_PORT"),
             # Airflow's task and triggerer log servers follow the API port (host_stack/airflow.py).
             (self.airflow_api_port + 713, "Airflow task log server", "AIRFLOW_API_PORT"),
@@ -287,6 +294,9 @@ class Stack:
         master = f"spark://{HOST}:{self.settings.spark_master_port}"
         if settings.spark_master != master:
             overrides["SPARK_MASTER"] = master
+        connect = f"sc://{HOST}:{self.settings.spark_connect_port}"
+        if settings.spark_connect_url is not None and settings.spark_connect_url != connect:
+            overrides["SPARK_CONNECT_URL"] = connect
         quick_start = self.spark_quick_start()
         if quick_start is not None:
             overrides["SPARK_JAVA_OPTIONS"] = quick_start.java_options(settings.spark_java_options)
@@ -327,6 +337,25 @@ class Stack:
             webui_port=self.settings.spark_master_webui_port,
             worker_cores=self.settings.spark_worker_cores,
             worker_memory=self.settings.spark_worker_memory,
+            host=HOST,
+        )
+
+    def spark_connect(self) -> SparkConnectServer | None:
+        """The Spark Connect server the local jobs run on, if config names one.
+
+        It gets the jobs' settings without the quick-start options: a long-lived JVM is better
+        served by the JIT's optimising compiler than by a quick start."""
+        from config.config import load_settings
+
+        settings = self.pipeline_settings()
+        if settings.spark_connect_url is None:
+            return None
+        own = load_settings(environ=self.environ).spark_java_options
+        return SparkConnectServer(
+            master_url=self.spark().master_url,
+            port=self.settings.spark_connect_port,
+            cores=self.settings.spark_worker_cores,
+            job_conf=settings.model_copy(update={"spark_java_options": own}).spark_submit_conf(),
             host=HOST,
         )
 
@@ -522,6 +551,8 @@ class Stack:
         want_localstack = "localstack" not in running
         want_master = "spark-master" not in running
         want_worker = "spark-worker" not in running
+        connect = self.spark_connect()
+        want_connect = connect is not None and SPARK_CONNECT not in running
         want_airflow = [c for c in AIRFLOW_COMPONENTS if f"airflow-{c}" not in running]
         want_emulator = emulates_aws and EMR_EMULATOR not in running
 
@@ -529,6 +560,7 @@ class Stack:
             "LOCALSTACK_PORT": want_localstack,
             "SPARK_MASTER_PORT": want_master,
             "SPARK_MASTER_WEBUI_PORT": want_master,
+            "SPARK_CONNECT_PORT": want_connect,
             "AIRFLOW_API_PORT": "api-server" in want_airflow,
             "EMR_EMULATOR_PORT": want_emulator,
         }
@@ -609,10 +641,14 @@ class Stack:
 
         deadline = started + timeout
         worker_spawned = not want_worker
+        connect_spawned = not want_connect
         waiting = {"spark-master", "spark-worker", "airflow", "localstack"}
         if want_archive:
             waiting.add(SPARK_CDS)
         watched = ["spark-master", "spark-worker", *(f"airflow-{c}" for c in AIRFLOW_COMPONENTS)]
+        if connect is not None:
+            waiting.add(SPARK_CONNECT)
+            watched.append(SPARK_CONNECT)
         if emulates_aws:
             waiting.add(EMR_EMULATOR)
             watched.append(EMR_EMULATOR)
@@ -656,6 +692,17 @@ class Stack:
                 if ok:
                     waiting.discard("spark-worker")
                     self.report(f"  Spark worker registered ({elapsed()})")
+            if not connect_spawned and "spark-master" not in waiting:
+                assert connect is not None
+                self.report(f"starting the Spark Connect server on {connect.url}")
+                self.spawn(SPARK_CONNECT, connect.command(), spark_env)
+                connect_spawned = True
+            if SPARK_CONNECT in waiting and connect_spawned:
+                assert connect is not None
+                ok, detail[SPARK_CONNECT] = connect.ready()
+                if ok:
+                    waiting.discard(SPARK_CONNECT)
+                    self.report(f"  Spark Connect server ready ({elapsed()})")
             if "airflow" in waiting and not migrating:
                 ok, detail["airflow"] = airflow.ready()
                 if ok:
@@ -725,6 +772,7 @@ class Stack:
             "AIRFLOW_PASSWORD": password or airflow.admin_password() or "",
             "SPARK_MASTER_URL": self.spark().master_url,
             "SPARK_MASTER_WEBUI_URL": self.spark().webui_url,
+            "SPARK_CONNECT_URL": settings.spark_connect_url or "",
             "AWS_ENDPOINT_URL": settings.aws_endpoint_url or "",
             "EMR_ENDPOINT_URL": settings.emr_endpoint_url or "",
             **self.pipeline_overrides(),
@@ -806,6 +854,8 @@ class Stack:
         records = self.records()
         rows = []
         names = ["localstack", "spark-master", "spark-worker"]
+        if SPARK_CONNECT in records or self.spark_connect() is not None:
+            names.append(SPARK_CONNECT)
         names += [f"airflow-{c}" for c in AIRFLOW_COMPONENTS]
         if EMR_EMULATOR in records or self.emulates_aws:
             names.append(EMR_EMULATOR)
@@ -824,6 +874,9 @@ class Stack:
         spark = self.spark()
         airflow = self.airflow()
         checks = [("spark master", *spark.master_ready()), ("spark worker", *spark.worker_ready())]
+        connect = self.spark_connect()
+        if connect is not None:
+            checks.append(("spark connect", *connect.ready()))
         checks.append(("airflow", *airflow.ready()))
         if self.emulates_aws:
             checks.append(("emr emulator", *self.emr_emulator_ready()))

@@ -5,7 +5,8 @@ DAG files describe a job as data (`SparkJob`: a script in spark_jobs/ and its ar
 (`settings.pipeline_env`, decided by config/ alone):
 
 - local: package spark_jobs/ (orchestration/artifact.py), then one SparkSubmitOperator against the
-  `spark_default` connection (the standalone Spark master);
+  `spark_default` connection (the standalone Spark master); with SPARK_CONNECT_URL set, the job
+  runs as a client of the stack's Spark Connect server on that master;
 - aws: one transient EMR cluster per job (envs/aws/<EMR_CLUSTER_CONFIG>), one spark-submit step
   on the job code in s3://<DATA_BUCKET>/<EMR_JOB_ARTIFACT_PREFIX>/, and the cluster's
   termination as the teardown of its creation: it runs whatever happens, and a failed step
@@ -179,6 +180,8 @@ def _spark_submit_tasks(job: SparkJob, settings: Settings) -> None:
         application=package["application"],
         py_files=package["py_files"],
         conf=settings.spark_submit_conf(),
+        # SPARK_CONNECT_URL, when config sets one: the job runs on that long-lived server.
+        env_vars=settings.spark_job_env() or None,
         application_args=list(job.args),
         name=f"{job.name}-{{{{ ds }}}}",
         execution_timeout=SPARK_JOB_TIMEOUT,

@@ -32,7 +32,7 @@ from tests.compose.conftest import (
 CONTAINER_REPO = PurePosixPath("/opt/pipeline")
 MOUNTED = ("orchestration", "spark_jobs", "config", "envs")
 BASE_SERVICES = {"postgres", "redis", *AIRFLOW_SERVICES}
-LOCAL_SERVICES = {"localstack", "localstack-init", "spark-master", "spark-worker"}
+LOCAL_SERVICES = {"localstack", "localstack-init", "spark-master", "spark-worker", "spark-connect"}
 ONE_SHOTS = {"airflow-init", "localstack-init"}
 
 HEALTHY, DONE = "service_healthy", "service_completed_successfully"
@@ -54,12 +54,13 @@ LOCAL_DEPENDS = {
     "airflow-scheduler": {**BASE_DEPENDS["airflow-scheduler"], **_BUCKETS},
     "airflow-dag-processor": {**BASE_DEPENDS["airflow-dag-processor"], **_BUCKETS},
     "airflow-triggerer": {**BASE_DEPENDS["airflow-triggerer"], **_BUCKETS},
-    # The worker runs the Spark driver: it needs a worker to run executors on.
-    "airflow-worker": {**BASE_DEPENDS["airflow-worker"], **_BUCKETS, "spark-worker": HEALTHY},
+    # The worker runs the jobs, as clients of the Spark Connect server.
+    "airflow-worker": {**BASE_DEPENDS["airflow-worker"], **_BUCKETS, "spark-connect": HEALTHY},
     "localstack": {},
     "localstack-init": {"localstack": HEALTHY},
     "spark-master": {},
     "spark-worker": {"spark-master": HEALTHY},
+    "spark-connect": {"spark-worker": HEALTHY},
 }
 
 
@@ -195,6 +196,15 @@ def test_local_endpoints_are_services_of_the_compose_network():
     assert settings.spark_master in worker
     init = load_settings(environ=services["localstack-init"]["environment"])
     assert init.aws_endpoint_url == settings.aws_endpoint_url
+    # The Connect server is built from the same settings the Airflow services have, and
+    # listens where they look for it.
+    connect = load_settings(environ=services["spark-connect"]["environment"])
+    assert connect.spark_connect_url == settings.spark_connect_url
+    assert urlsplit(settings.spark_connect_url).hostname == "spark-connect"
+    assert (connect.spark_master, connect.aws_endpoint_url) == (
+        settings.spark_master,
+        settings.aws_endpoint_url,
+    )
     # The driver (client mode, in the Airflow worker) is reachable under the service's name.
     assert services["airflow-worker"]["environment"]["SPARK_LOCAL_HOSTNAME"] == "airflow-worker"
 

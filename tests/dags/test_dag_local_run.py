@@ -1,7 +1,8 @@
 """`dag.test()` of the local generation DAG: real spark-submit, real LocalStack, real Airflow.
 
-SPARK_MASTER is set to local[2] (the standalone master is host_stack's business); everything
-else is the local target as configured: the packaging task, --py-files, the S3 conf from config
+SPARK_MASTER is set to local[2] and SPARK_CONNECT_URL unset (the standalone master and the Spark
+Connect server are host_stack's business, and the e2e tests run through them); everything else
+is the local target as configured: the packaging task, --py-files, the S3 conf from config
 and the connections from airflow_connections().
 """
 
@@ -28,6 +29,7 @@ def test_generation_writes_the_raw_day_through_spark_submit(
         "AWS_ENDPOINT_URL": localstack.endpoint_url,
         "DATA_BUCKET": localstack.bucket,
         "SPARK_MASTER": "local[2]",
+        "SPARK_CONNECT_URL": "",
         "ROWS_PER_DAY": "300",
     }
     settings = use_env("local", **overrides)

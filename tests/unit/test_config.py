@@ -72,6 +72,8 @@ def test_local_env_loads_localstack_settings() -> None:
     assert isinstance(settings.aws_secret_access_key, SecretStr)
     assert settings.aws_secret_access_key.get_secret_value() == "test"
     assert settings.spark_master == "spark://127.0.0.1:7077"
+    assert settings.spark_connect_url == "sc://127.0.0.1:15002"
+    assert settings.spark_job_env() == {"SPARK_CONNECT_URL": "sc://127.0.0.1:15002"}
     assert (settings.generation_schedule, settings.processing_schedule) == (
         "0 9 * * *",
         "0 18 * * *",
@@ -93,6 +95,9 @@ def test_aws_env_loads_without_endpoint_or_keys() -> None:
     assert settings.aws_access_key_id is None
     assert settings.aws_secret_access_key is None
     assert settings.spark_master == "yarn"
+    # Every EMR job is a Spark application of its own: no Connect server, no job environment.
+    assert settings.spark_connect_url is None
+    assert settings.spark_job_env() == {}
     assert settings.emr_release_label == "emr-spark-8.0.0"
     assert settings.emr_cluster_config_path == DEFAULT_ENVS_DIR / "aws" / "emr_cluster.json"
     assert settings.emr_job_artifacts_uri == "s3://builditall-data/artifacts/spark_jobs"
@@ -130,6 +135,13 @@ def test_empty_endpoint_in_environment_means_real_aws() -> None:
 
     assert settings.aws_endpoint_url is None
     assert settings.spark_s3_conf() == {}
+
+
+def test_empty_spark_connect_url_means_each_job_starts_its_own_driver() -> None:
+    settings = load_settings(environ={"SPARK_CONNECT_URL": ""})
+
+    assert settings.spark_connect_url is None
+    assert settings.spark_job_env() == {}
 
 
 def test_empty_emr_subnet_in_environment_means_unset() -> None:
@@ -318,6 +330,9 @@ def test_emr_settings_are_required_on_aws(tmp_path: Path) -> None:
         ("SPARK_MASTER", "local", "Spark master", "spark://host:port"),
         ("SPARK_MASTER", "spark://127.0.0.1", "Spark master", "spark://host:port"),
         ("SPARK_MASTER", "mesos://host:5050", "Spark master", "spark://host:port"),
+        ("SPARK_CONNECT_URL", "http://127.0.0.1:15002", "Spark Connect URL", "sc://host:port"),
+        ("SPARK_CONNECT_URL", "sc://127.0.0.1", "Spark Connect URL", "sc://host:port"),
+        ("SPARK_CONNECT_URL", "sc://127.0.0.1:70000", "port outside", "sc://host:port"),
         ("AWS_REGION", "US-East-1", "AWS region", "an AWS region like us-east-1"),
         ("RAW_PREFIX", "/raw/", "leading or trailing", "a key prefix like raw"),
     ],

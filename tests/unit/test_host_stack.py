@@ -27,6 +27,7 @@ def make_stack(tmp_path: Path, **ports: int) -> Stack:
         spark_master_webui_port=ports.get("spark_master_webui_port", free_port()),
         localstack_port=ports.get("localstack_port", free_port()),
         emr_emulator_port=ports.get("emr_emulator_port", free_port()),
+        spark_connect_port=ports.get("spark_connect_port", free_port()),
         spark_worker_cores=1,
         spark_worker_memory="512m",
         state_dir=tmp_path / "stack",
@@ -98,17 +99,29 @@ def test_stack_settings_defaults_and_overrides():
     assert StackSettings.from_env({}).airflow_api_port == 8080
     assert StackSettings.from_env({}).spark_master_port == 7077
     assert StackSettings.from_env({}).localstack_port == 4566
+    assert StackSettings.from_env({}).spark_connect_port == 15002
+    assert StackSettings.from_env({"SPARK_CONNECT_PORT": "15010"}).spark_connect_port == 15010
     moved = StackSettings.from_env({"LOCALSTACK_PORT": "4570", "STACK_SCHEDULES": "on"})
     assert moved.localstack_port == 4570
     assert moved.schedules is True
 
 
 def test_moved_ports_reach_the_pipeline_settings(tmp_path):
-    stack = make_stack(tmp_path, localstack_port=4570, spark_master_port=7078)
+    stack = make_stack(
+        tmp_path, localstack_port=4570, spark_master_port=7078, spark_connect_port=15003
+    )
     stack.environ = {k: v for k, v in os.environ.items() if k != "PIPELINE_ENV"}
     settings = stack.pipeline_settings()
     assert settings.aws_endpoint_url.endswith(":4570")
     assert settings.spark_master == "spark://127.0.0.1:7078"
+    assert settings.spark_connect_url == "sc://127.0.0.1:15003"
+    # The Connect server runs on the stack's master with the jobs' S3 conf, on the moved port.
+    command = stack.spark_connect().command()
+    assert command[command.index("--master") + 1] == "spark://127.0.0.1:7078"
+    assert "spark.connect.grpc.binding.port=15003" in command
+    assert f"spark.hadoop.fs.s3a.endpoint={settings.aws_endpoint_url}" in command
+    # A long-lived JVM keeps the JIT's optimising compiler: no quick-start options.
+    assert not any("TieredStopAtLevel" in arg for arg in command)
     airflow_env = stack.airflow().environment({})
     assert '"host": "spark://127.0.0.1:7078"' in airflow_env["AIRFLOW_CONN_SPARK_DEFAULT"]
     assert airflow_env["AIRFLOW__LOGGING__REMOTE_BASE_LOG_FOLDER"] == settings.logs_uri
@@ -137,6 +150,8 @@ def test_aws_mode_points_every_aws_service_at_an_emulator(tmp_path):
     assert endpoints["emr"] == {"endpoint_url": "http://127.0.0.1:4702"}
     assert endpoints["s3"] == {"endpoint_url": "http://localhost:4701"}
     assert "4702" in stack.emr_emulator_command()
+    # EMR runs each job as a Spark application of its own: no Connect server in the rehearsal.
+    assert stack.spark_connect() is None
     # What the shell sets explicitly still wins over the rehearsal's sizes.
     stack.environ = {**shell, "ROWS_PER_DAY": "123"}
     assert stack.pipeline_settings().rows_per_day == 123
