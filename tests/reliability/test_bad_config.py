@@ -39,6 +39,7 @@ MALFORMED = {
     "LOGS_PREFIX": ("air flow", "segments of letters"),
     "SPARK_MASTER": ("spark://127.0.0.1", "not a Spark master"),
     "SPARK_JAVA_OPTIONS": ("XX:-DontCompileHugeMethods", "each starting with '-'"),
+    "SPARK_CONNECT_URL": ("spark://127.0.0.1:15002", "not a Spark Connect URL"),
     "EMR_ENDPOINT_URL": ("localhost:4570", "http:// or https:// URL"),
     "EMR_SUBNET_ID": ("subnet-xyz", "not an EC2 subnet id"),
     "EMR_STEP_POLL_SECONDS": ("0", "greater than or equal to 1"),
