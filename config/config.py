@@ -158,24 +158,26 @@ def _check_endpoint_url(url: str) -> str:
     return url.rstrip("/")
 
 
-def _check_spark_master(master: str) -> str:
-    if master == "yarn" or _SPARK_LOCAL_RE.fullmatch(master):
-        return master
-    match = _SPARK_STANDALONE_RE.fullmatch(master)
+def _check_host_port_url(pattern: re.Pattern[str], url: str, what: str) -> str:
+    """`url` if it matches `pattern` (with a `port` group) and its port is 1-65535."""
+    match = pattern.fullmatch(url)
     if match is None:
-        raise ValueError("is not a Spark master this pipeline supports")
-    if not 1 <= int(match["port"]) <= 65535:
-        raise ValueError("has a port outside 1-65535")
-    return master
-
-
-def _check_spark_connect_url(url: str) -> str:
-    match = _SPARK_CONNECT_RE.fullmatch(url)
-    if match is None:
-        raise ValueError("is not a Spark Connect URL")
+        raise ValueError(f"is not {what}")
     if not 1 <= int(match["port"]) <= 65535:
         raise ValueError("has a port outside 1-65535")
     return url
+
+
+def _check_spark_master(master: str) -> str:
+    if master == "yarn" or _SPARK_LOCAL_RE.fullmatch(master):
+        return master
+    return _check_host_port_url(
+        _SPARK_STANDALONE_RE, master, "a Spark master this pipeline supports"
+    )
+
+
+def _check_spark_connect_url(url: str) -> str:
+    return _check_host_port_url(_SPARK_CONNECT_RE, url, "a Spark Connect URL")
 
 
 def _check_relative_json_path(path: str) -> str:

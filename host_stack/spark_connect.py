@@ -85,12 +85,14 @@ def from_settings(
             f"({settings.settings_file}); expected sc://host:port"
         )
     parts = urlsplit(settings.spark_connect_url)  # config checked its form: sc://host:port
+    assert parts.hostname is not None
+    assert parts.port is not None
     return SparkConnectServer(
         master_url=settings.spark_master,
-        port=parts.port or 15002,
+        port=parts.port,
         cores=cores,
         job_conf=settings.spark_submit_conf(),
-        host=parts.hostname or "127.0.0.1",
+        host=parts.hostname,
         bind_host=bind_host,
     )
 

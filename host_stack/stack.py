@@ -37,6 +37,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psutil
 
+from host_stack import spark_connect
 from host_stack.airflow import COMPONENTS as AIRFLOW_COMPONENTS
 from host_stack.airflow import AirflowHost
 from host_stack.localstack import (
@@ -48,7 +49,6 @@ from host_stack.localstack import (
 )
 from host_stack.spark import SparkStandalone
 from host_stack.spark_cds import SparkQuickStart
-from host_stack.spark_connect import SparkConnectServer
 from host_stack.supervise import supervised
 
 if TYPE_CHECKING:
@@ -340,24 +340,19 @@ class Stack:
             host=HOST,
         )
 
-    def spark_connect(self) -> SparkConnectServer | None:
+    def spark_connect(self) -> spark_connect.SparkConnectServer | None:
         """The Spark Connect server the local jobs run on, if config names one.
 
         It gets the jobs' settings without the quick-start options: a long-lived JVM is better
         served by the JIT's optimising compiler than by a quick start."""
         from config.config import load_settings
 
-        settings = self.pipeline_settings()
+        settings = self.pipeline_settings()  # URL and master already point at this stack
         if settings.spark_connect_url is None:
             return None
         own = load_settings(environ=self.environ).spark_java_options
-        return SparkConnectServer(
-            master_url=self.spark().master_url,
-            port=self.settings.spark_connect_port,
-            cores=self.settings.spark_worker_cores,
-            job_conf=settings.model_copy(update={"spark_java_options": own}).spark_submit_conf(),
-            host=HOST,
-        )
+        server_settings = settings.model_copy(update={"spark_java_options": own})
+        return spark_connect.from_settings(server_settings, cores=self.settings.spark_worker_cores)
 
     def spark_quick_start(self) -> SparkQuickStart | None:
         """The local jobs' quick JVM start (archive kept with the virtualenv), unless turned off.
