@@ -8,8 +8,10 @@ server instead: a Spark application on the same standalone master and worker, st
 stack and given the job settings a spark-submit would get (S3 endpoint, JVM options). Each run
 gets its own server-side session, released when it ends.
 
-The host stack spawns `command()`; the compose overlay runs `python -m host_stack.spark_connect`,
-which builds the same command from config and becomes it.
+Spark keeps the Python daemons each session starts until the server ends (SPARK-54055), so both
+run the server under host_stack.supervise, which stops them once idle: the host stack spawns
+`command()` that way, and the compose overlay runs `python -m host_stack.spark_connect`, which
+builds the same command from config and becomes its supervisor.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from host_stack.spark import pyspark_home
+from host_stack.supervise import REAP_IDLE_SECONDS, supervised
 
 if TYPE_CHECKING:
     from config.config import Settings
@@ -103,9 +106,10 @@ def main() -> None:
 
     cores = int(os.environ.get("SPARK_WORKER_CORES", "2"))
     server = from_settings(get_settings(), cores=cores, bind_host="0.0.0.0")  # noqa: S104
-    command = server.command()
+    # Supervised to stop the Python daemons its sessions leave behind (host_stack/supervise.py).
+    command = supervised(APP_NAME, server.command(), sys.executable, REAP_IDLE_SECONDS)
     print("starting:", " ".join(command), flush=True)
-    os.execv(command[0], command)  # noqa: S606  (the service becomes the server process)
+    os.execv(command[0], command)  # noqa: S606  (the service becomes the supervisor)
 
 
 if __name__ == "__main__":

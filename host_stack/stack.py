@@ -49,7 +49,7 @@ from host_stack.localstack import (
 )
 from host_stack.spark import SparkStandalone
 from host_stack.spark_cds import SparkQuickStart
-from host_stack.supervise import supervised
+from host_stack.supervise import REAP_IDLE_SECONDS, supervised
 
 if TYPE_CHECKING:
     from config.config import Settings
@@ -679,7 +679,10 @@ class Stack:
                 )
                 # Supervised: a lost worker comes back and running jobs get executors again.
                 python = str(self.venv_bin / "python")
-                worker = supervised("spark-worker", spark.worker_command(), python)
+                # It also stops the Python daemons the Connect server's sessions leave behind.
+                worker = supervised(
+                    "spark-worker", spark.worker_command(), python, REAP_IDLE_SECONDS
+                )
                 self.spawn("spark-worker", worker, spark_env)
                 worker_spawned = True
             if "spark-worker" in waiting and worker_spawned:
@@ -690,7 +693,9 @@ class Stack:
             if not connect_spawned and "spark-master" not in waiting:
                 assert connect is not None
                 self.report(f"starting the Spark Connect server on {connect.url}")
-                self.spawn(SPARK_CONNECT, connect.command(), spark_env)
+                python = str(self.venv_bin / "python")
+                server = supervised(SPARK_CONNECT, connect.command(), python, REAP_IDLE_SECONDS)
+                self.spawn(SPARK_CONNECT, server, spark_env)
                 connect_spawned = True
             if SPARK_CONNECT in waiting and connect_spawned:
                 assert connect is not None

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from config.config import load_settings
+from host_stack.supervise import REAP_IDLE_SECONDS
 from orchestration.airflow_env import LOCALSTACK_SERVICES, airflow_env
 from tests.compose.conftest import (
     AIRFLOW_SERVICES,
@@ -207,6 +208,26 @@ def test_local_endpoints_are_services_of_the_compose_network():
     )
     # The driver (client mode, in the Airflow worker) is reachable under the service's name.
     assert services["airflow-worker"]["environment"]["SPARK_LOCAL_HOSTNAME"] == "airflow-worker"
+
+
+def test_the_spark_worker_stops_idle_connect_session_daemons_as_the_host_stack_does():
+    """Spark Connect sessions leave Python daemons on the executor (SPARK-54055): the compose
+    worker runs under host_stack.supervise with the host stack's reaping, and can import it."""
+    worker = render(MERGED)["services"]["spark-worker"]
+    command = [
+        worker["entrypoint"][0] if isinstance(worker["entrypoint"], list) else worker["entrypoint"],
+        *worker["command"],
+    ]
+    assert command[:3] == ["python", "-m", "host_stack.supervise"]
+    reap = command.index("--reap-idle-pyspark-daemons")
+    assert float(command[reap + 1]) == REAP_IDLE_SECONDS
+    assert command[command.index("--") + 1 :][:2] == [
+        "spark-class",
+        "org.apache.spark.deploy.worker.Worker",
+    ]
+    assert worker["environment"]["PYTHONPATH"] == "/opt/pipeline"
+    assert any(v["target"] == "/opt/pipeline/host_stack" for v in worker["volumes"])
+    assert worker["environment"]["SPARK_WORKER_DIR"]
 
 
 @pytest.mark.parametrize("files", [BASE, MERGED], ids=["aws", "local"])

@@ -34,6 +34,42 @@ assert data_processor.main(["--date", "{DAY}", "--input", raw, "--output", proce
 """
 
 
+# The server process of each fixture server, by port.
+server_pids: dict[int, int] = {}
+
+REAP_AND_RESTART = """
+import os, sys, time
+import psutil
+os.environ["SPARK_CONNECT_MODE_ENABLED"] = "1"
+from pyspark.sql.connect.session import SparkSession
+from pyspark.sql.functions import udf
+from host_stack.supervise import DaemonReaper, session_daemons
+
+server = psutil.Process(int(sys.argv[2]))
+spark = SparkSession.builder.remote(sys.argv[1]).create()
+plus_one = udf(lambda x: x + 1, "long")
+run = lambda: sorted(row[0] for row in spark.range(4).select(plus_one("id")).collect())
+assert run() == [1, 2, 3, 4]
+daemons = session_daemons(server)
+assert daemons, "no Python daemon of a Connect session below the server"
+# Spark stops a factory's idle workers after a minute without use (checked every 10 s); only
+# then is a daemon childless, which is what the reaper waits for.
+deadline = time.monotonic() + 150
+while any(d.children() for d in daemons):
+    assert time.monotonic() < deadline, "Spark did not stop its idle Python workers"
+    time.sleep(2)
+reaped = DaemonReaper(idle_seconds=0).sweep(server)
+assert sorted(reaped) == sorted(d.pid for d in daemons), (reaped, daemons)
+gone, alive = psutil.wait_procs(daemons, timeout=10)
+assert not alive, f"daemons still running after SIGTERM: {alive}"
+# The session still open: Spark starts a new daemon for it.
+assert run() == [1, 2, 3, 4]
+assert session_daemons(server), "Spark did not start a new daemon for the open session"
+spark.stop()
+print("reaped", len(reaped))
+"""
+
+
 @pytest.fixture(scope="module")
 def connect_server(localstack, tmp_path_factory):
     """A Spark Connect server on local[2] that reaches LocalStack as the stack's does."""
@@ -55,6 +91,7 @@ def connect_server(localstack, tmp_path_factory):
             assert process.poll() is None, f"the server exited:\n{log.read_text()[-3000:]}"
             assert time.monotonic() < deadline, f"not ready after 180 s:\n{log.read_text()[-3000:]}"
             time.sleep(0.5)
+        server_pids[server.port] = process.pid
         yield server
     finally:
         process.terminate()
@@ -93,6 +130,26 @@ def test_both_jobs_run_as_clients_of_a_spark_connect_server(connect_server, loca
     assert report["manifest_lines"] == report["lines_read"]
     assert report["tables"]["orders"] == report["valid"] > 0
     assert report["quarantined"] > 0
+
+
+@pytest.mark.spark
+@pytest.mark.timeout(400)
+def test_an_idle_session_daemon_is_reaped_and_spark_restarts_it_for_its_open_session(
+    connect_server,
+):
+    """Spark keeps a Python daemon per Connect session until the server ends (SPARK-54055);
+    host_stack.supervise stops idle ones, which must not break a session that still runs."""
+    pid = server_pids[connect_server.port]
+    result = subprocess.run(
+        [sys.executable, "-c", REAP_AND_RESTART, connect_server.url, str(pid)],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=360,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    assert "reaped" in result.stdout
 
 
 def test_the_package_ships_as_the_zip_it_was_imported_from(tmp_path, monkeypatch):
