@@ -17,12 +17,13 @@ from __future__ import annotations
 import argparse
 import re
 import shutil
-import zipfile
 from collections import defaultdict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from spark_jobs.common.package import zip_package
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 JOBS_PACKAGE_DIR = REPO_ROOT / "spark_jobs"
@@ -37,10 +38,6 @@ JOB_RUNTIME_DEPS: tuple[str, ...] = ("faker", "jsonschema", "pandas", "pyarrow")
 PY_FILES_NAME = "spark_jobs.zip"
 REQUIREMENTS_NAME = "requirements-emr.txt"
 BOOTSTRAP_NAME = "bootstrap/install_job_deps.sh"
-
-# Fixed zip timestamps so the same sources always give the same bytes (cacheable, diffable).
-_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
-_SKIPPED_PARTS = {"__pycache__", ".pytest_cache", ".ipynb_checkpoints"}
 
 
 @dataclass(frozen=True)
@@ -105,22 +102,6 @@ def runtime_requirements(lock_text: str, roots: Iterable[str] = JOB_RUNTIME_DEPS
     return [line for name in sorted(closure) for line in lines_by_name[name]]
 
 
-def _zip_package(package_dir: Path, zip_path: Path) -> None:
-    """Zip the package (sources and data files such as schemas/*.json) under its own name."""
-    base = package_dir.parent
-    files = sorted(
-        p
-        for p in package_dir.rglob("*")
-        if p.is_file() and not _SKIPPED_PARTS.intersection(p.parts) and p.suffix != ".pyc"
-    )
-    with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for path in files:
-            info = zipfile.ZipInfo(path.relative_to(base).as_posix(), date_time=_ZIP_EPOCH)
-            info.external_attr = 0o644 << 16
-            info.compress_type = zipfile.ZIP_DEFLATED
-            archive.writestr(info, path.read_bytes())
-
-
 def build_job_artifact(
     out_dir: str | Path,
     *,
@@ -137,7 +118,7 @@ def build_job_artifact(
     root = Path(out_dir)
     root.mkdir(parents=True, exist_ok=True)
     py_files = root / PY_FILES_NAME
-    _zip_package(package_dir, py_files)
+    zip_package(package_dir, py_files)
     entry_points: dict[str, Path] = {}
     for script in job_entry_points(package_dir):
         entry_points[script.name] = root / script.name

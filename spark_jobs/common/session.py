@@ -29,6 +29,8 @@ from typing import TypeVar
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F  # noqa: N812  (Spark's own convention)
 
+from spark_jobs.common.package import zip_package
+
 log = logging.getLogger(__name__)
 
 # The Spark Connect server a job's launcher asks it to use (unset: classic, a driver of its own).
@@ -107,10 +109,7 @@ def _package_archive() -> Path:
         if candidate.suffix == ".zip" and zipfile.is_zipfile(candidate):
             return candidate
     archive = Path(tempfile.mkdtemp(prefix="spark_jobs_")) / "spark_jobs.zip"
-    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
-        for path in sorted(package_dir.rglob("*")):
-            if path.is_file() and "__pycache__" not in path.parts:
-                zf.write(path, Path("spark_jobs") / path.relative_to(package_dir))
+    zip_package(package_dir, archive)
     return archive
 
 
