@@ -10,8 +10,8 @@ gets its own server-side session, released when it ends.
 
 Spark keeps the Python daemons each session starts until the server ends (SPARK-54055), so both
 run the server under host_stack.supervise, which stops them once idle: the host stack spawns
-`command()` that way, and the compose overlay runs `python -m host_stack.spark_connect`, which
-builds the same command from config and becomes its supervisor.
+`supervised_command()`, and the compose overlay runs `python -m host_stack.spark_connect`, which
+builds the same command from config and becomes it.
 """
 
 from __future__ import annotations
@@ -69,6 +69,11 @@ class SparkConnectServer:
             "spark-internal",
         ]  # fmt: skip
 
+    def supervised_command(self, python: str) -> list[str]:
+        """command() under host_stack.supervise with `python`, which stops the Python daemons
+        the server's sessions leave behind: how the host stack and the compose service run it."""
+        return supervised(APP_NAME, self.command(), python, REAP_IDLE_SECONDS)
+
     def ready(self) -> tuple[bool, str]:
         """The gRPC port accepts connections (the server binds it last, once it can serve)."""
         try:
@@ -106,8 +111,7 @@ def main() -> None:
 
     cores = int(os.environ.get("SPARK_WORKER_CORES", "2"))
     server = from_settings(get_settings(), cores=cores, bind_host="0.0.0.0")  # noqa: S104
-    # Supervised to stop the Python daemons its sessions leave behind (host_stack/supervise.py).
-    command = supervised(APP_NAME, server.command(), sys.executable, REAP_IDLE_SECONDS)
+    command = server.supervised_command(sys.executable)
     print("starting:", " ".join(command), flush=True)
     os.execv(command[0], command)  # noqa: S606  (the service becomes the supervisor)
 

@@ -586,7 +586,8 @@ class Stack:
             localstack_thread.start()
 
         spark.prepare()
-        spark_env = spark.environment(self.environ, python=str(self.venv_bin / "python"))
+        python = str(self.venv_bin / "python")
+        spark_env = spark.environment(self.environ, python=python)
         # Once per virtualenv and JDK, beside the other start-ups: the jobs' class-data archive.
         quick_start = self.spark_quick_start()
         warmup_dir = self.state_dir / "spark" / "cds-warmup"
@@ -678,7 +679,6 @@ class Stack:
                     f"{self.settings.spark_worker_memory})"
                 )
                 # Supervised: a lost worker comes back and running jobs get executors again.
-                python = str(self.venv_bin / "python")
                 # It also stops the Python daemons the Connect server's sessions leave behind.
                 worker = supervised(
                     "spark-worker", spark.worker_command(), python, REAP_IDLE_SECONDS
@@ -693,9 +693,7 @@ class Stack:
             if not connect_spawned and "spark-master" not in waiting:
                 assert connect is not None
                 self.report(f"starting the Spark Connect server on {connect.url}")
-                python = str(self.venv_bin / "python")
-                server = supervised(SPARK_CONNECT, connect.command(), python, REAP_IDLE_SECONDS)
-                self.spawn(SPARK_CONNECT, server, spark_env)
+                self.spawn(SPARK_CONNECT, connect.supervised_command(python), spark_env)
                 connect_spawned = True
             if SPARK_CONNECT in waiting and connect_spawned:
                 assert connect is not None
