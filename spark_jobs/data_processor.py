@@ -22,6 +22,7 @@ Run: spark-submit --py-files spark_jobs.zip spark_jobs/data_processor.py --date 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
@@ -32,7 +33,6 @@ from datetime import UTC, date, datetime
 from functools import partial
 from typing import Any
 
-from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F  # noqa: N812  (Spark's own convention)
 from pyspark.sql import types as T  # noqa: N812
@@ -51,6 +51,7 @@ from spark_jobs.common.contract import (
     raw_struct_type,
 )
 from spark_jobs.common.session import (
+    cached_view,
     default_parallelism,
     end_job_session,
     job_session,
@@ -1023,29 +1024,26 @@ def process_day(
     manifest_uri = join(raw_dir, MANIFEST_NAME)
     manifest = json.loads(storage.read_text(manifest_uri)) if storage.exists(manifest_uri) else None
 
-    with session_conf(spark, CACHE_CONF):
-        checked = check_lines(storage.read_lines(raw_dir), day)
-        checked = checked.persist(StorageLevel.MEMORY_AND_DISK)
+    with session_conf(spark, CACHE_CONF), contextlib.ExitStack() as cached:
+        checked = cached.enter_context(
+            cached_view(check_lines(storage.read_lines(raw_dir), day), "checked_lines")
+        )
         # The detailed checks are one large expression: evaluate (and compile) them once.
-        rejected = rejected_lines(checked, day).persist(StorageLevel.MEMORY_AND_DISK)
+        rejected = cached.enter_context(cached_view(rejected_lines(checked, day), "rejected"))
         validated = rejected.unionByName(passed_lines(checked))
-        try:
-            counts, winners, dropped = tally(validated)
-            valid, quarantine = split_valid(validated)
-            kept = keep_winners(valid, winners)
-            # Before anything is replaced: the manifest agrees and no line is unaccounted for.
-            quality_report(day, counts, dropped, {}, manifest)
-            tables = build_tables(kept, day)
-            tables[QUARANTINE_TABLE] = quarantine.coalesce(1)
-            table_rows = _publish(storage, output_uri, day, tables)
-            # Again with the rows actually written; the day stays unpublished if they disagree.
-            report = quality_report(day, counts, dropped, table_rows, manifest)
-            report["seconds"] = round(time.monotonic() - started, 1)
-            # The report is the day marker: written last, after every table and its _SUCCESS.
-            storage.write_text(report_path(output_uri, day), json.dumps(report, indent=2) + "\n")
-        finally:
-            rejected.unpersist()
-            checked.unpersist()
+        counts, winners, dropped = tally(validated)
+        valid, quarantine = split_valid(validated)
+        kept = keep_winners(valid, winners)
+        # Before anything is replaced: the manifest agrees and no line is unaccounted for.
+        quality_report(day, counts, dropped, {}, manifest)
+        tables = build_tables(kept, day)
+        tables[QUARANTINE_TABLE] = quarantine.coalesce(1)
+        table_rows = _publish(storage, output_uri, day, tables)
+        # Again with the rows actually written; the day stays unpublished if they disagree.
+        report = quality_report(day, counts, dropped, table_rows, manifest)
+        report["seconds"] = round(time.monotonic() - started, 1)
+        # The report is the day marker: written last, after every table and its _SUCCESS.
+        storage.write_text(report_path(output_uri, day), json.dumps(report, indent=2) + "\n")
     log.info("published %s: %s", day, json.dumps(report))
     return report
 

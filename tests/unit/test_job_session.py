@@ -10,10 +10,10 @@ import threading
 from pathlib import Path
 
 import pytest
-from pyspark import cloudpickle
+from pyspark import StorageLevel, cloudpickle
 from pyspark.sql.datasource import DataSource, DataSourceWriter, WriterCommitMessage
 
-from spark_jobs.common.session import JOB_SESSION_CONF, run_concurrently
+from spark_jobs.common.session import JOB_SESSION_CONF, cached_view, run_concurrently
 
 ROOT = Path(__file__).resolve().parents[2]
 PROBE = """
@@ -43,6 +43,33 @@ def test_a_new_job_session_turns_pyspark_dataframe_debugging_off():
     assert probe.returncode == 0, probe.stderr[-3000:]
     seen = json.loads(probe.stdout.strip().splitlines()[-1])
     assert seen == {"settings": JOB_SESSION_CONF, "debugging": False}
+
+
+def _temp_views(spark, prefix: str) -> list[str]:
+    return [t.name for t in spark.catalog.listTables() if t.name.startswith(prefix)]
+
+
+@pytest.mark.spark
+def test_cached_view_reads_the_persisted_data_by_name_and_drops_both_on_exit(spark):
+    df = spark.range(1000).selectExpr("id", "id * 2 AS twice")
+    with cached_view(df, "probe_lines") as view:
+        (name,) = _temp_views(spark, "probe_lines_")
+        assert spark.catalog.isCached(name)
+        assert view.where("twice % 3 = 0").count() == 334
+        # A plan built on the view reads the cached data, not the range again.
+        plan = view.select("twice")._jdf.queryExecution().withCachedData().toString()
+        assert "InMemoryRelation" in plan, plan
+    assert _temp_views(spark, "probe_lines_") == []
+    assert df.storageLevel == StorageLevel.NONE
+
+
+@pytest.mark.spark
+def test_cached_view_drops_both_when_the_block_fails(spark):
+    df = spark.range(10).selectExpr("id")
+    with pytest.raises(RuntimeError, match="block failed"), cached_view(df, "probe_failing"):
+        raise RuntimeError("block failed")
+    assert _temp_views(spark, "probe_failing_") == []
+    assert df.storageLevel == StorageLevel.NONE
 
 
 class _DiscardingWriter(DataSourceWriter):
