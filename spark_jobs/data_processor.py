@@ -1067,7 +1067,9 @@ def _publish(
         return written.get["rows"]
 
     rows = run_concurrently(
-        storage.spark, {name: partial(write, name, df) for name, df in tables.items()}
+        storage.spark,
+        {name: partial(write, name, df) for name, df in tables.items()},
+        max_workers=storage.concurrent_writes(output_uri),
     )
     for name in tables:
         storage.write_text(join(table_day_dir(output_uri, name, day), SUCCESS_MARKER), "")

@@ -155,8 +155,11 @@ def session_conf(spark: SparkSession, settings: dict[str, str]) -> Iterator[None
                 spark.conf.set(key, value)
 
 
-def run_concurrently(spark: SparkSession, actions: Mapping[str, Callable[[], T]]) -> dict[str, T]:
-    """Run Spark actions from threads, one job each; return their results by name.
+def run_concurrently(
+    spark: SparkSession, actions: Mapping[str, Callable[[], T]], max_workers: int | None = None
+) -> dict[str, T]:
+    """Run Spark actions from threads, one job each (at most max_workers at a time, default all);
+    return their results by name.
 
     One action's driver work (planning, code generation, committing files) overlaps another's
     tasks, and small stages share the executors instead of queueing. The first failure is
@@ -170,6 +173,7 @@ def run_concurrently(spark: SparkSession, actions: Mapping[str, Callable[[], T]]
             spark._jvm.org.apache.spark.sql.SparkSession.setActiveSession(spark._jsparkSession)
         return action()
 
-    with ThreadPoolExecutor(max_workers=max(len(actions), 1), thread_name_prefix="job") as pool:
+    workers = max(min(len(actions), max_workers or len(actions)), 1)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="job") as pool:
         futures = {name: pool.submit(run, action) for name, action in actions.items()}
     return {name: future.result() for name, future in futures.items()}

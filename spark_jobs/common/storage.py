@@ -557,8 +557,8 @@ class Storage:
         self._backends: dict[str, Backend] = {}
         self._checked_buckets: set[str] = set()
         self._registered = False
-        # Jobs write several tables from threads (session.run_concurrently): the lazily filled
-        # state above is filled once, under this lock.
+        # Jobs may write several tables from threads (session.run_concurrently): the lazily
+        # filled state above is filled once, under this lock.
         self._lock = threading.Lock()
 
     # ---- backend choice ------------------------------------------------------------------
@@ -754,6 +754,18 @@ class Storage:
             .options(**NO_SUCCESS_MARKER)
             .text(self._spark_path(uri_dir))
         )
+
+    def concurrent_writes(self, uri: str) -> int | None:
+        """How many writes under uri a job should run at once (None: no limit).
+
+        Spark's own writers gain from running side by side: one write's planning and commit
+        overlap another's tasks (the processor's six tables in one local[2] JVM: 4.8 s against
+        7.2 s one after another). A pyarrow data source write runs its planning and its commit
+        in Python workers on the driver, and a worker serves one write at a time, so concurrent
+        writes start new ones, each importing pyarrow again: on the local Spark Connect server
+        the processor took 10.5-11.3 s with its six writes concurrent and 9.5-9.8 s with one at a
+        time (10k lines through LocalStack, five alternating pairs)."""
+        return 1 if self.backend(uri) == "arrow" else None
 
     def write_parquet(self, df: DataFrame, uri_dir: str) -> None:
         """Replace the dir's data files with df as Parquet (snappy)."""

@@ -113,6 +113,33 @@ def test_run_concurrently_runs_each_action_in_its_own_thread_with_the_session_ac
 
 
 @pytest.mark.spark
+@pytest.mark.parametrize(("max_workers", "expected_peak"), [(1, 1), (2, 2), (None, 4)])
+def test_run_concurrently_runs_at_most_max_workers_actions_at_once(
+    spark, max_workers, expected_peak
+):
+    lock = threading.Lock()
+    running = peak = 0
+    all_started = threading.Barrier(expected_peak, timeout=10)
+
+    def action(n: int) -> int:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        # Holds until expected_peak actions run together: more never start, fewer would time out.
+        all_started.wait()
+        with lock:
+            running -= 1
+        return n
+
+    actions = {f"a{n}": (lambda n=n: action(n)) for n in range(4)}
+    results = run_concurrently(spark, actions, max_workers=max_workers)
+
+    assert results == {f"a{n}": n for n in range(4)}
+    assert peak == expected_peak
+
+
+@pytest.mark.spark
 def test_run_concurrently_raises_the_first_failure_after_every_action_has_ended(spark):
     finished = threading.Event()
 

@@ -101,6 +101,8 @@ def test_local_paths_use_spark(spark, tmp_path):
     storage = Storage(spark)
     assert storage.backend(str(tmp_path)) == "spark"
     assert storage.backend(f"file://{tmp_path}") == "spark"
+    # Spark's own writers gain from running side by side.
+    assert storage.concurrent_writes(str(tmp_path)) is None
 
 
 @pytest.mark.localstack
@@ -114,6 +116,8 @@ def test_s3_uses_arrow_without_hadoop_aws(s3_storage, scheme, caplog):
     assert len(messages) == 1, "the choice is logged once per scheme"
     assert f"no Hadoop FileSystem for {scheme}" in messages[0]
     assert s3_storage.s3.describe() in messages[0]
+    # Concurrent pyarrow data source writes each start Python workers of their own.
+    assert s3_storage.concurrent_writes(f"{scheme}://bucket/key") == 1
 
 
 @pytest.mark.localstack
