@@ -64,6 +64,10 @@ EMR_EMULATOR = "emr-emulator"
 SPARK_CDS = "spark-cds"
 # The long-lived Spark application the local jobs run on (host_stack/spark_connect.py).
 SPARK_CONNECT = "spark-connect"
+# Once per Spark Connect server start: both jobs through it on a few rows (spark_warmup.py).
+SPARK_CONNECT_WARMUP = "spark-connect-warmup"
+# Where in the data bucket the warm-up writes; deleted when it ends.
+WARMUP_PREFIX = "_stack_warmup"
 # Records which PIPELINE_ENV the running stack was started with.
 PIPELINE_ENV_FILE = "pipeline_env"
 # Every process the stack starts (and all their children) carries this variable; `down` uses it
@@ -645,6 +649,11 @@ class Stack:
         if connect is not None:
             waiting.add(SPARK_CONNECT)
             watched.append(SPARK_CONNECT)
+        # A server started now gets its JIT warmed before `up` returns: the first DAG run after
+        # `up` took 82-96 s instead of 47-55 s for a later one (an e2e cycle on 2 cores).
+        warmup_spawned = not want_connect
+        if want_connect:
+            waiting.add(SPARK_CONNECT_WARMUP)
         if emulates_aws:
             waiting.add(EMR_EMULATOR)
             watched.append(EMR_EMULATOR)
@@ -735,6 +744,27 @@ class Stack:
                         f"  warning: the Spark jobs' class-data archive was not built (exit "
                         f"{code}); jobs start without it. Last lines of {log}:\n{tail(log)}"
                     )
+            if not warmup_spawned and waiting.isdisjoint(
+                {SPARK_CONNECT, "spark-worker", "localstack"}
+            ):
+                assert connect is not None
+                self.report("warming the Spark Connect server up: both jobs on a few rows")
+                self.spawn(SPARK_CONNECT_WARMUP, self.connect_warmup_command(), self.job_env())
+                warmup_spawned = True
+            if SPARK_CONNECT_WARMUP in waiting and warmup_spawned:
+                code = self._children[SPARK_CONNECT_WARMUP].poll()
+                if code is not None:
+                    waiting.discard(SPARK_CONNECT_WARMUP)
+                    (self.pid_dir / f"{SPARK_CONNECT_WARMUP}.json").unlink(missing_ok=True)
+                    if code == 0:
+                        self.report(f"  Spark Connect server warmed up ({elapsed()})")
+                    else:
+                        # Not fatal: the first run after `up` is only slower.
+                        log = self.log_dir / f"{SPARK_CONNECT_WARMUP}.log"
+                        self.report(
+                            f"  warning: the Spark Connect server's warm-up failed (exit {code});"
+                            f" the first runs will be slower. Last lines of {log}:\n{tail(log)}"
+                        )
             if EMR_EMULATOR in waiting:
                 ok, detail[EMR_EMULATOR] = self.emr_emulator_ready()
                 if ok:
@@ -752,6 +782,26 @@ class Stack:
         what = "local stack (PIPELINE_ENV=aws, emulated AWS)" if emulates_aws else "local stack"
         self.report(f"{what} up in {elapsed()}")
         return info
+
+    def connect_warmup_command(self) -> list[str]:
+        """The warm-up of a new Spark Connect server: both jobs through it, under WARMUP_PREFIX of
+        the data bucket, deleted afterwards."""
+        bucket = self.pipeline_settings().data_bucket
+        return [
+            str(self.venv_bin / "python"), "-m", "host_stack.spark_warmup",
+            "--work-dir", f"s3://{bucket}/{WARMUP_PREFIX}", "--clean",
+        ]  # fmt: skip
+
+    def job_env(self) -> dict[str, str]:
+        """The environment a local job's Python runs with: this stack's settings (its Spark
+        Connect URL among them) and the repository on the path."""
+        settings = self.pipeline_settings()
+        return {
+            **self.environ,
+            **self.pipeline_overrides(),
+            **settings.spark_job_env(),
+            "PYTHONPATH": str(REPO_ROOT),
+        }
 
     def _spawn_airflow(
         self, airflow: AirflowHost, components: list[str], env: Mapping[str, str]

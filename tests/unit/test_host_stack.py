@@ -17,7 +17,14 @@ import psutil
 import pytest
 
 from host_stack.localstack import free_port
-from host_stack.stack import MARKER_ENV, REPO_ROOT, Stack, StackError, StackSettings
+from host_stack.stack import (
+    MARKER_ENV,
+    REPO_ROOT,
+    WARMUP_PREFIX,
+    Stack,
+    StackError,
+    StackSettings,
+)
 
 
 def make_stack(tmp_path: Path, **ports: int) -> Stack:
@@ -125,6 +132,20 @@ def test_moved_ports_reach_the_pipeline_settings(tmp_path):
     airflow_env = stack.airflow().environment({})
     assert '"host": "spark://127.0.0.1:7078"' in airflow_env["AIRFLOW_CONN_SPARK_DEFAULT"]
     assert airflow_env["AIRFLOW__LOGGING__REMOTE_BASE_LOG_FOLDER"] == settings.logs_uri
+
+
+def test_a_new_connect_server_is_warmed_up_through_its_own_url_in_a_scratch_prefix(tmp_path):
+    stack = make_stack(tmp_path, spark_connect_port=15004)
+    stack.environ = {k: v for k, v in os.environ.items() if k != "PIPELINE_ENV"}
+    settings = stack.pipeline_settings()
+    command = stack.connect_warmup_command()
+    assert command[1:3] == ["-m", "host_stack.spark_warmup"]
+    work_dir = command[command.index("--work-dir") + 1]
+    assert work_dir == f"s3://{settings.data_bucket}/{WARMUP_PREFIX}"
+    assert "--clean" in command, "the warm-up's data must not stay in the data bucket"
+    env = stack.job_env()
+    assert env["SPARK_CONNECT_URL"] == "sc://127.0.0.1:15004"
+    assert env["PYTHONPATH"] == str(REPO_ROOT)
 
 
 def test_aws_mode_points_every_aws_service_at_an_emulator(tmp_path):

@@ -133,6 +133,39 @@ def test_both_jobs_run_as_clients_of_a_spark_connect_server(connect_server, loca
 
 
 @pytest.mark.spark
+@pytest.mark.timeout(600)
+def test_the_stack_warm_up_runs_both_jobs_on_the_server_and_deletes_what_it_wrote(
+    connect_server, localstack
+):
+    import boto3
+
+    prefix = "stack-warm-up"
+    env = {**os.environ, CONNECT_URL_ENV: connect_server.url, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "host_stack.spark_warmup", "--clean"]
+    work_dir = f"s3://{localstack.bucket}/{prefix}"
+
+    warmup = subprocess.run(
+        [*command, "--work-dir", work_dir],
+        env=env, capture_output=True, text=True, timeout=540, check=False,
+    )  # fmt: skip
+
+    assert warmup.returncode == 0, warmup.stderr[-4000:]
+    assert f"running as a Spark Connect client of {connect_server.url}" in warmup.stderr
+    report = json.loads(warmup.stdout[warmup.stdout.index("{") :])
+    assert report["reconciled"] is True
+    assert report["tables"]["orders"] == report["valid"] > 0
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=localstack.endpoint_url,
+        region_name=localstack.region,
+        aws_access_key_id=localstack.access_key,
+        aws_secret_access_key=localstack.secret_key,
+    )
+    left = s3.list_objects_v2(Bucket=localstack.bucket, Prefix=prefix).get("KeyCount", 0)
+    assert left == 0, f"the warm-up left {left} objects under {work_dir}"
+
+
+@pytest.mark.spark
 @pytest.mark.timeout(400)
 def test_an_idle_session_daemon_is_reaped_and_spark_restarts_it_for_its_open_session(
     connect_server,
