@@ -730,11 +730,9 @@ class Stack:
                 if emulates_aws:
                     prepared = self.prepare_emulated_account(settings)
                     self.report(f"  emulated account: {prepared} ({elapsed()})")
-            if SPARK_CDS in waiting and self._children[SPARK_CDS].poll() is not None:
+            code = self._one_off_exit(SPARK_CDS, waiting)
+            if code is not None:
                 assert quick_start is not None
-                waiting.discard(SPARK_CDS)
-                code = self._children[SPARK_CDS].returncode
-                (self.pid_dir / f"{SPARK_CDS}.json").unlink(missing_ok=True)
                 if quick_start.finish(code, warmup_dir):
                     self.report(f"  Spark jobs' class-data archive built ({elapsed()})")
                 else:
@@ -751,20 +749,16 @@ class Stack:
                 self.report("warming the Spark Connect server up: both jobs on a few rows")
                 self.spawn(SPARK_CONNECT_WARMUP, self.connect_warmup_command(), self.job_env())
                 warmup_spawned = True
-            if SPARK_CONNECT_WARMUP in waiting and warmup_spawned:
-                code = self._children[SPARK_CONNECT_WARMUP].poll()
-                if code is not None:
-                    waiting.discard(SPARK_CONNECT_WARMUP)
-                    (self.pid_dir / f"{SPARK_CONNECT_WARMUP}.json").unlink(missing_ok=True)
-                    if code == 0:
-                        self.report(f"  Spark Connect server warmed up ({elapsed()})")
-                    else:
-                        # Not fatal: the first run after `up` is only slower.
-                        log = self.log_dir / f"{SPARK_CONNECT_WARMUP}.log"
-                        self.report(
-                            f"  warning: the Spark Connect server's warm-up failed (exit {code});"
-                            f" the first runs will be slower. Last lines of {log}:\n{tail(log)}"
-                        )
+            code = self._one_off_exit(SPARK_CONNECT_WARMUP, waiting) if warmup_spawned else None
+            if code == 0:
+                self.report(f"  Spark Connect server warmed up ({elapsed()})")
+            elif code is not None:
+                # Not fatal: the first run after `up` is only slower.
+                log = self.log_dir / f"{SPARK_CONNECT_WARMUP}.log"
+                self.report(
+                    f"  warning: the Spark Connect server's warm-up failed (exit {code}); the "
+                    f"first runs will be slower. Last lines of {log}:\n{tail(log)}"
+                )
             if EMR_EMULATOR in waiting:
                 ok, detail[EMR_EMULATOR] = self.emr_emulator_ready()
                 if ok:
@@ -782,6 +776,17 @@ class Stack:
         what = "local stack (PIPELINE_ENV=aws, emulated AWS)" if emulates_aws else "local stack"
         self.report(f"{what} up in {elapsed()}")
         return info
+
+    def _one_off_exit(self, name: str, waiting: set[str]) -> int | None:
+        """A one-off child of `up` that `up` waits for: its exit code once it has ended (then no
+        longer waited for, nor recorded as running), else None."""
+        if name not in waiting:
+            return None
+        code = self._children[name].poll()
+        if code is not None:
+            waiting.discard(name)
+            (self.pid_dir / f"{name}.json").unlink(missing_ok=True)
+        return code
 
     def connect_warmup_command(self) -> list[str]:
         """The warm-up of a new Spark Connect server: both jobs through it, under WARMUP_PREFIX of

@@ -62,6 +62,18 @@ class LocalStackInfo:
     access_key: str = "test"
     secret_key: str = "test"
 
+    def s3_client(self):
+        """A boto3 S3 client for this LocalStack."""
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            region_name=self.region,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+        )
+
     def spark_s3_conf(self) -> dict[str, str]:
         """The spark.hadoop.fs.s3a.* keys a launcher would set for this endpoint."""
         return {

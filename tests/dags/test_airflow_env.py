@@ -129,7 +129,6 @@ def test_local_raw_day_sensor_sees_localstack_through_the_connection(
     use_env, monkeypatch, localstack
 ):
     """The processing DAG's own sensor, with airflow_connections(), against the real LocalStack."""
-    import boto3
     import jinja2
     from airflow.dag_processing.dagbag import DagBag
 
@@ -143,13 +142,7 @@ def test_local_raw_day_sensor_sees_localstack_through_the_connection(
     sensor.bucket_key = jinja2.Template(sensor.bucket_key).render(ds="2026-03-05")
 
     assert sensor.poke({}) is False
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=localstack.endpoint_url,
-        region_name=localstack.region,
-        aws_access_key_id=localstack.access_key,
-        aws_secret_access_key=localstack.secret_key,
-    )
+    s3 = localstack.s3_client()
     s3.put_object(Bucket=localstack.bucket, Key="raw/orders/dt=2026-03-05/_SUCCESS", Body=b"")
     assert sensor.poke({}) is True
 

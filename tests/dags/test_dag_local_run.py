@@ -21,8 +21,6 @@ pytestmark = [pytest.mark.localstack, pytest.mark.spark, pytest.mark.timeout(600
 def test_generation_writes_the_raw_day_through_spark_submit(
     dagbag, use_env, monkeypatch, airflow_db, localstack
 ):
-    import boto3
-
     from orchestration.airflow_env import airflow_connections
 
     overrides = {
@@ -45,13 +43,7 @@ def test_generation_writes_the_raw_day_through_spark_submit(
 
     states = {ti.task_id: ti.state for ti in run.get_task_instances()}
     assert run.state == "success", states
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=localstack.endpoint_url,
-        region_name=localstack.region,
-        aws_access_key_id=localstack.access_key,
-        aws_secret_access_key=localstack.secret_key,
-    )
+    s3 = localstack.s3_client()
     listed = s3.list_objects_v2(Bucket=localstack.bucket, Prefix="raw/orders/dt=2026-03-07/")
     keys = {o["Key"].rsplit("/", 1)[-1] for o in listed.get("Contents", [])}
     assert {"_SUCCESS", "_manifest.json"} <= keys

@@ -148,7 +148,6 @@ def test_local_packaging_task_returns_what_spark_submit_needs():
 @pytest.mark.localstack
 def test_build_jobs_cli_uploads_to_the_configured_bucket(use_env, localstack, tmp_path, capsys):
     """`python -m orchestration.artifact --upload` (nox -s build_jobs) against real LocalStack."""
-    import boto3
 
     from orchestration.artifact import main
 
@@ -159,13 +158,7 @@ def test_build_jobs_cli_uploads_to_the_configured_bucket(use_env, localstack, tm
         EMR_JOB_ARTIFACT_PREFIX="artifacts/cli-test",
     )
     assert main(["--out", str(tmp_path / "out"), "--upload"]) == 0
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=localstack.endpoint_url,
-        region_name=localstack.region,
-        aws_access_key_id=localstack.access_key,
-        aws_secret_access_key=localstack.secret_key,
-    )
+    s3 = localstack.s3_client()
     listed = s3.list_objects_v2(Bucket=localstack.bucket, Prefix="artifacts/cli-test/")
     keys = {o["Key"].removeprefix("artifacts/cli-test/") for o in listed["Contents"]}
     assert "spark_jobs.zip" in keys

@@ -137,8 +137,6 @@ def test_both_jobs_run_as_clients_of_a_spark_connect_server(connect_server, loca
 def test_the_stack_warm_up_runs_both_jobs_on_the_server_and_deletes_what_it_wrote(
     connect_server, localstack
 ):
-    import boto3
-
     prefix = "stack-warm-up"
     env = {**os.environ, CONNECT_URL_ENV: connect_server.url, "PYTHONPATH": str(ROOT)}
     command = [sys.executable, "-m", "host_stack.spark_warmup", "--clean"]
@@ -154,13 +152,7 @@ def test_the_stack_warm_up_runs_both_jobs_on_the_server_and_deletes_what_it_wrot
     report = json.loads(warmup.stdout[warmup.stdout.index("{") :])
     assert report["reconciled"] is True
     assert report["tables"]["orders"] == report["valid"] > 0
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=localstack.endpoint_url,
-        region_name=localstack.region,
-        aws_access_key_id=localstack.access_key,
-        aws_secret_access_key=localstack.secret_key,
-    )
+    s3 = localstack.s3_client()
     left = s3.list_objects_v2(Bucket=localstack.bucket, Prefix=prefix).get("KeyCount", 0)
     assert left == 0, f"the warm-up left {left} objects under {work_dir}"
 
