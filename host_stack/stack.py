@@ -621,12 +621,7 @@ class Stack:
 
         if want_emulator:
             self.report(f"starting the EMR emulator on {self.emr_emulator_url}")
-            emulator_env = {
-                **self.environ,
-                **self.pipeline_overrides(),
-                "PYTHONPATH": str(REPO_ROOT),
-            }
-            self.spawn(EMR_EMULATOR, self.emr_emulator_command(), emulator_env)
+            self.spawn(EMR_EMULATOR, self.emr_emulator_command(), self.repo_env())
 
         password = airflow.prepare()
         airflow_env = airflow.environment(self.environ)
@@ -797,16 +792,14 @@ class Stack:
             "--work-dir", f"s3://{bucket}/{WARMUP_PREFIX}", "--clean",
         ]  # fmt: skip
 
+    def repo_env(self) -> dict[str, str]:
+        """The environment of a stack process that runs the repository's Python: the shell's,
+        config pointed at this stack, and the repository on the path."""
+        return {**self.environ, **self.pipeline_overrides(), "PYTHONPATH": str(REPO_ROOT)}
+
     def job_env(self) -> dict[str, str]:
-        """The environment a local job's Python runs with: this stack's settings (its Spark
-        Connect URL among them) and the repository on the path."""
-        settings = self.pipeline_settings()
-        return {
-            **self.environ,
-            **self.pipeline_overrides(),
-            **settings.spark_job_env(),
-            "PYTHONPATH": str(REPO_ROOT),
-        }
+        """repo_env() plus what a local job's spark-submit gets (its Spark Connect URL)."""
+        return {**self.repo_env(), **self.pipeline_settings().spark_job_env()}
 
     def _spawn_airflow(
         self, airflow: AirflowHost, components: list[str], env: Mapping[str, str]
