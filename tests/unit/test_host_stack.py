@@ -266,3 +266,54 @@ def test_marker_names_the_state_dir(tmp_path):
         assert proc.environ()[MARKER_ENV] == str(stack.state_dir)
     finally:
         stack.down(timeout=5)
+
+
+@pytest.fixture
+def fake_airflow_api():
+    """An HTTP server answering Airflow's two health routes; `execution` sets the execution
+    API's status, and `paths` records what was asked."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    state = {"execution": 503, "paths": []}
+    healthy = {"status": "healthy"}
+    health = {k: healthy for k in ("metadatabase", "scheduler", "triggerer", "dag_processor")}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            state["paths"].append(self.path)
+            if self.path == "/api/v2/monitor/health":
+                status, body = 200, health
+            elif self.path == "/execution/health":
+                status, body = state["execution"], healthy
+            else:
+                status, body = 404, {}
+            payload = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    state["port"] = server.server_address[1]
+    yield state
+    server.shutdown()
+    server.server_close()
+
+
+def test_airflow_is_ready_only_once_its_execution_api_answers(tmp_path, fake_airflow_api):
+    # Task processes call the execution API; its first request builds its routes, so `up`
+    # asks it before it reports Airflow ready instead of leaving that to the first task.
+    stack = make_stack(tmp_path, airflow_api_port=fake_airflow_api["port"])
+    airflow = stack.airflow()
+    ok, detail = airflow.ready()
+    assert not ok
+    assert "/execution/health: 503" in detail
+    fake_airflow_api["execution"] = 200
+    assert airflow.ready() == (True, "all components healthy")
+    assert fake_airflow_api["paths"][-2:] == ["/api/v2/monitor/health", "/execution/health"]
