@@ -52,6 +52,13 @@ def archive_key() -> str:
     return f"spark-{pyspark.__version__}-java-{digest}"
 
 
+def _with(base: str | None, *extra: str) -> str:
+    """The options of `base`, then each of `extra` that `base` does not have already."""
+    options = (base or "").split()
+    options += [option for option in extra if option not in options]
+    return " ".join(options)
+
+
 @dataclass(frozen=True)
 class SparkQuickStart:
     """Where the archive of one virtualenv lives, the options that use it, how to build it."""
@@ -69,11 +76,12 @@ class SparkQuickStart:
 
     def java_options(self, base: str | None) -> str:
         """`base` (the setting's own options) plus the two quick-start options, each once."""
-        options = (base or "").split()
-        for option in (QUICK_JIT, f"-XX:SharedArchiveFile={self.archive}"):
-            if option not in options:
-                options.append(option)
-        return " ".join(options)
+        return _with(base, QUICK_JIT, f"-XX:SharedArchiveFile={self.archive}")
+
+    def jit_options(self, base: str | None) -> str:
+        """`base` plus the C1-only option: for a long-lived JVM that the archive would not
+        speed up (the Spark Connect server's executor, host_stack/stack.py)."""
+        return _with(base, QUICK_JIT)
 
     def build_command(self, base: str | None, work_dir: Path) -> list[str]:
         """spark-submit of the warm-up, writing the archive to `partial` when its JVM exits."""

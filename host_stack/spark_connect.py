@@ -84,9 +84,14 @@ class SparkConnectServer:
 
 
 def from_settings(
-    settings: Settings, cores: int, bind_host: str | None = None
+    settings: Settings,
+    cores: int,
+    bind_host: str | None = None,
+    executor_java_options: str | None = None,
 ) -> SparkConnectServer:
-    """The server config names (SPARK_CONNECT_URL, SPARK_MASTER), with the jobs' conf."""
+    """The server config names (SPARK_CONNECT_URL, SPARK_MASTER), with the jobs' conf.
+
+    `executor_java_options` replaces the setting's options for the server's executor only."""
     if not settings.spark_connect_url:
         raise ValueError(
             f"SPARK_CONNECT_URL is not set for PIPELINE_ENV={settings.pipeline_env} "
@@ -95,11 +100,14 @@ def from_settings(
     parts = urlsplit(settings.spark_connect_url)  # config checked its form: sc://host:port
     assert parts.hostname is not None
     assert parts.port is not None
+    job_conf = settings.spark_submit_conf()
+    if executor_java_options is not None:
+        job_conf["spark.executor.extraJavaOptions"] = executor_java_options
     return SparkConnectServer(
         master_url=settings.spark_master,
         port=parts.port,
         cores=cores,
-        job_conf=settings.spark_submit_conf(),
+        job_conf=job_conf,
         host=parts.hostname,
         bind_host=bind_host,
     )

@@ -64,6 +64,24 @@ def test_quick_start_off_leaves_the_jvm_options_as_configured(tmp_path):
     assert stack.pipeline_settings().spark_java_options == LOCAL_DEFAULT
 
 
+def _server_java_options(stack) -> dict[str, str]:
+    command = stack.spark_connect().command()
+    conf = dict(arg.split("=", 1) for arg in command if "extraJavaOptions=" in arg)
+    return {key.split(".")[1]: value for key, value in conf.items()}
+
+
+def test_the_connect_servers_executor_gets_c1_only_and_its_driver_keeps_c2(tmp_path):
+    stack = make_stack(tmp_path)
+    stack.environ = local_shell()
+    assert _server_java_options(stack) == {
+        "driver": LOCAL_DEFAULT,
+        # Started once per server: no class-data archive, only the quick compiler.
+        "executor": f"{LOCAL_DEFAULT} {QUICK_JIT}",
+    }
+    stack.settings = replace(stack.settings, spark_quick_start=False)
+    assert _server_java_options(stack) == {"driver": LOCAL_DEFAULT, "executor": LOCAL_DEFAULT}
+
+
 def test_the_aws_rehearsal_gets_no_quick_start(tmp_path):
     stack = make_stack(tmp_path)
     stack.environ = local_shell(PIPELINE_ENV="aws")
