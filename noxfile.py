@@ -200,6 +200,14 @@ def bench(session: nox.Session) -> None:
 
 
 @pipeline_session
+def bench_e2e(session: nox.Session) -> None:
+    """The developer loop's wall times (cold, warm, first after up) to bench-results/; the
+    stack must be down. `-- --warm N --first N` sets how many cycles (about 10 min)."""
+    env = _pipeline_env(session)
+    _run(session, env, "python", "-m", "tests.benchmarks.e2e_loop", *session.posargs)
+
+
+@pipeline_session
 def up(session: nox.Session) -> None:
     """Start the local stack as host processes (LocalStack, Spark, Airflow); print the login."""
     env = _pipeline_env(session)

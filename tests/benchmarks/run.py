@@ -193,11 +193,30 @@ def bench_dag_parse() -> dict[str, Any]:
     return json.loads(out.stdout)
 
 
-def markdown(results: dict[str, Any]) -> str:
+def measured_on() -> dict[str, Any]:
+    """When and on what: the first keys of every benchmark's JSON."""
+    return {
+        "date": dt.date.today().isoformat(),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "memory_gb": round(psutil.virtual_memory().total / 2**30),
+            "platform": platform.platform(terse=True),
+            "python": platform.python_version(),
+        },
+    }
+
+
+def measured_on_line(results: dict[str, Any]) -> str:
     machine = results["machine"]
-    lines = [
+    return (
         f"Measured {results['date']} on {machine['cpus']} cores, {machine['memory_gb']} GB, "
-        f"{machine['platform']} (Python {machine['python']}).",
+        f"{machine['platform']} (Python {machine['python']})."
+    )
+
+
+def markdown(results: dict[str, Any]) -> str:
+    lines = [
+        measured_on_line(results),
         "",
         "| benchmark | ours | reference | ratio | target |",
         "|---|---|---|---|---|",
@@ -248,16 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     mem_sizes = [100_000, 1_000_000] if args.quick else [1_000_000, 10_000_000]
 
-    results: dict[str, Any] = {
-        "date": dt.date.today().isoformat(),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "memory_gb": round(psutil.virtual_memory().total / 2**30),
-            "platform": platform.platform(terse=True),
-            "python": platform.python_version(),
-        },
-        "quick": args.quick,
-    }
+    results: dict[str, Any] = {**measured_on(), "quick": args.quick}
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         work = Path(tmp)
         if {"generator", "processor"} & set(args.only):
