@@ -13,6 +13,7 @@ end-to-end tests (tests/e2e) use it against any Airflow, local or deployed.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import time
 from collections.abc import Callable, Mapping
@@ -34,6 +35,8 @@ _LOG_CONTEXT_KEYS = frozenset(
      "dag_id", "task_id", "filename", "lineno", "chan", "sources")
 )  # fmt: skip
 LOG_TAIL_LINES = 150
+# HS512 wants a key of at least 64 bytes (RFC 7518 3.2); token_urlsafe(64) gives 86 characters.
+JWT_SECRET_BYTES = 64
 # The execution API's first request builds its routes (see AirflowHost.ready).
 EXECUTION_API_TIMEOUT = 30
 
@@ -77,6 +80,10 @@ class AirflowHost:
         return f"http://{self.host}:{self.port}/execution"
 
     @property
+    def jwt_secret_file(self) -> Path:
+        return self.home / "jwt_secret"
+
+    @property
     def passwords_file(self) -> Path:
         return self.home / "simple_auth_manager_passwords.json.generated"
 
@@ -117,6 +124,10 @@ class AirflowHost:
             }
         )
         env.update(DEV_LOOP_SETTINGS)
+        if self.jwt_secret_file.exists():
+            # Every component signs or checks task and API tokens with it (HS512). Airflow's own
+            # airflow.cfg default is 16 random bytes, which PyJWT warns about on every token.
+            env["AIRFLOW__API_AUTH__JWT_SECRET"] = self.jwt_secret_file.read_text().strip()
         env.update(self.extra_env)
         return env
 
@@ -133,8 +144,14 @@ class AirflowHost:
         return self.home / f".migrated-{version('apache-airflow-core')}"
 
     def prepare(self) -> str:
-        """Create AIRFLOW_HOME and the admin password (kept across restarts); return it."""
+        """Create AIRFLOW_HOME, the admin password and the JWT secret (both kept across
+        restarts, owner-only); return the password."""
         (self.home / "logs").mkdir(parents=True, exist_ok=True)
+        if not self.jwt_secret_file.exists():
+            # Created owner-only, never readable by others even for a moment.
+            fd = os.open(self.jwt_secret_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(secrets.token_urlsafe(JWT_SECRET_BYTES) + "\n")
         password = self.admin_password()
         if password is None:
             password = secrets.token_urlsafe(12)

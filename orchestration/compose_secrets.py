@@ -36,11 +36,16 @@ def _token() -> str:
     return secrets.token_urlsafe(32)
 
 
+def jwt_secret() -> str:
+    """Airflow signs its tokens with HS512, which wants at least 64 bytes (RFC 7518 3.2)."""
+    return secrets.token_urlsafe(64)
+
+
 # KEY -> how a fresh value is made. tests/compose checks these are exactly the ${KEY:?} of the
 # compose files.
 SECRET_KEYS: dict[str, Callable[[], str]] = {
     "AIRFLOW_FERNET_KEY": fernet_key,
-    "AIRFLOW_JWT_SECRET": _token,
+    "AIRFLOW_JWT_SECRET": jwt_secret,
     "AIRFLOW_API_SECRET_KEY": _token,
     "AIRFLOW_ADMIN_PASSWORD": _token,
     "POSTGRES_PASSWORD": _token,

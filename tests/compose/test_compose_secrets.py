@@ -117,6 +117,8 @@ def test_the_tool_writes_every_secret_once_and_keeps_existing_values(tmp_path):
     from cryptography.fernet import Fernet
 
     Fernet(first["AIRFLOW_FERNET_KEY"].encode())
+    # Airflow signs with HS512: a key of at least 64 bytes (RFC 7518 3.2).
+    assert len(first["AIRFLOW_JWT_SECRET"].encode()) >= 64
     # Compose reads the file as the tool wrote it.
     result = run_compose(MERGED, {}, "config", "--format", "json", env_file=str(env_file))
     assert result.returncode == 0, result.stderr

@@ -320,3 +320,15 @@ def test_airflow_is_ready_only_once_its_execution_api_answers(tmp_path, fake_air
     fake_airflow_api["execution"] = 200
     assert airflow.ready() == (True, "all components healthy")
     assert fake_airflow_api["paths"][-2:] == ["/api/v2/monitor/health", "/execution/health"]
+
+
+def test_airflow_gets_an_owner_only_jwt_secret_long_enough_for_hs512(tmp_path):
+    airflow = make_stack(tmp_path).airflow()
+    assert "AIRFLOW__API_AUTH__JWT_SECRET" not in airflow.environment({})  # before prepare
+    airflow.prepare()
+    mode = airflow.jwt_secret_file.stat().st_mode & 0o777
+    assert mode == 0o600
+    secret = airflow.environment({})["AIRFLOW__API_AUTH__JWT_SECRET"]
+    assert len(secret.encode()) >= 64
+    airflow.prepare()  # a restart keeps it: tokens stay valid, components agree
+    assert airflow.environment({})["AIRFLOW__API_AUTH__JWT_SECRET"] == secret
