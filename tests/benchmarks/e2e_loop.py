@@ -17,7 +17,6 @@ It refuses to start while a stack is up: the cold run deletes its state.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import shutil
 import subprocess
@@ -26,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.benchmarks.run import RESULTS, ROOT, measured_on, measured_on_line
+from tests.benchmarks.run import RESULTS, ROOT, measured_on, measured_on_line, write_results
 
 GOALS = {"cold": 180.0, "warm": 60.0, "first": 60.0}
 # pytest's last line: "5 passed, 1 skipped in 52.51s (0:00:52)".
@@ -175,10 +174,7 @@ def main(argv: list[str] | None = None) -> int:
             runner.run("down-last", "-s", "down")
         except BenchError as exc:
             print(f"error: {exc}", file=sys.stderr)
-    (RESULTS / "e2e_local.json").write_text(json.dumps(results, indent=2) + "\n")
-    table = markdown(results)
-    (RESULTS / "e2e_local.md").write_text(table)
-    print(table)
+    write_results("e2e_local", results, markdown(results))
     return 0
 
 

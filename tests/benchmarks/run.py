@@ -214,6 +214,14 @@ def measured_on_line(results: dict[str, Any]) -> str:
     )
 
 
+def write_results(name: str, results: dict[str, Any], table: str) -> None:
+    """bench-results/<name>.json and <name>.md (the table the README quotes); print the table."""
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
+    (RESULTS / f"{name}.md").write_text(table)
+    print(table)
+
+
 def markdown(results: dict[str, Any]) -> str:
     lines = [
         measured_on_line(results),
@@ -282,11 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     if "dag_parse" in args.only:
         results["dag_parse"] = bench_dag_parse()
 
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "bench.json").write_text(json.dumps(results, indent=2) + "\n")
-    table = markdown(results)
-    (RESULTS / "bench.md").write_text(table)
-    print(table)
+    write_results("bench", results, markdown(results))
     return 0
 
 
