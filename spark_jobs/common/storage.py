@@ -732,9 +732,9 @@ class Storage:
         # arrow reader does, so both backends see the same lines.
         df = self.spark.read.option("lineSep", "\n").text(self._spark_path(uri_dir))
         line = F.col("value")
-        # rtrim with a trim string walks every line's characters (4.4 s of 1.2 s to read 2M
-        # lines); the byte test first leaves the few lines that end in \r to it.
-        line = F.when(line.endswith("\r"), F.rtrim(line, F.lit("\r"))).otherwise(line)
+        # A byte test first: only the few lines that end in \r pay for the trim (rtrim with a
+        # trim string on every line took 4.4 s more than the read itself on 2M lines).
+        line = F.when(line.endswith("\r"), F.regexp_replace(line, r"\r+\z", "")).otherwise(line)
         value = F.make_valid_utf8(line)
         source = F.col("_metadata.file_path")
         if scheme_of(uri_dir) == "file" and not uri_dir.startswith("file:"):
