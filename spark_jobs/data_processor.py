@@ -941,7 +941,9 @@ def build_tables(kept: DataFrame, day: str | date) -> dict[str, DataFrame]:
     return {
         "orders": orders,
         "order_items": order_items,
-        "customers": customers.coalesce(1),
+        # One file, but not one task for the aggregation: coalesce(1) would run the merge of
+        # every order's max_by in a single task (7.9 s against 6.6 s on a 2M-line day).
+        "customers": customers.repartition(1),
         "payments": payments,
         "daily_sales": daily_sales,
     }
