@@ -23,6 +23,8 @@ from typing import Any
 
 import httpx
 
+from orchestration.compose_secrets import jwt_secret
+
 ADMIN_USER = "admin"
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 # Health document keys of the components that must report "healthy" (api-server answers itself).
@@ -35,8 +37,6 @@ _LOG_CONTEXT_KEYS = frozenset(
      "dag_id", "task_id", "filename", "lineno", "chan", "sources")
 )  # fmt: skip
 LOG_TAIL_LINES = 150
-# HS512 wants a key of at least 64 bytes (RFC 7518 3.2); token_urlsafe(64) gives 86 characters.
-JWT_SECRET_BYTES = 64
 # The execution API's first request builds its routes (see AirflowHost.ready).
 EXECUTION_API_TIMEOUT = 30
 
@@ -151,7 +151,7 @@ class AirflowHost:
             # Created owner-only, never readable by others even for a moment.
             fd = os.open(self.jwt_secret_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as out:
-                out.write(secrets.token_urlsafe(JWT_SECRET_BYTES) + "\n")
+                out.write(jwt_secret() + "\n")
         password = self.admin_password()
         if password is None:
             password = secrets.token_urlsafe(12)
