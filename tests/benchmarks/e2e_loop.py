@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.benchmarks.run import RESULTS, ROOT, measured_on, measured_on_line, write_results
+from tests.benchmarks.run import RESULTS, ROOT, measured_on, table_head, write_results
 
 GOALS = {"cold": 180.0, "warm": 60.0, "first": 60.0}
 # pytest's last line: "5 passed, 1 skipped in 52.51s (0:00:52)".
@@ -93,7 +93,7 @@ class Runner:
         return {"seconds": round(seconds, 1), "tests_seconds": tests_seconds, "tests": outcome}
 
 
-def stack_is_up() -> list[str]:
+def running_components() -> list[str]:
     from host_stack.stack import Stack, StackSettings
 
     return sorted(Stack(settings=StackSettings.from_env()).running())
@@ -119,12 +119,8 @@ def _span(values: list[float]) -> str:
 
 
 def markdown(results: dict[str, Any]) -> str:
-    lines = [
-        measured_on_line(results),
-        "",
-        "| `nox -s e2e_local` | wall time | its tests | within the goal | goal |",
-        "|---|---|---|---|---|",
-    ]
+    columns = ["`nox -s e2e_local`", "wall time", "its tests", "within the goal", "goal"]
+    lines = table_head(results, columns)
     rows = [
         ("cold (virtualenvs built, `.stack/` deleted, nothing running)", [results["cold"]], "cold"),
         ("warm (the stack already up), each cycle", results["warm"], "warm"),
@@ -151,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warm", type=int, default=3, help="warm cycles after the cold one")
     parser.add_argument("--first", type=int, default=2, help="new stacks, one cycle each")
     args = parser.parse_args(argv)
-    running = stack_is_up()
+    running = running_components()
     if running:
         print(
             f"error: a stack is up ({', '.join(running)}); the cold run deletes its state. "

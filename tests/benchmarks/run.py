@@ -114,13 +114,10 @@ def bench_processor(spark, work: Path, rows: int) -> dict[str, Any]:
     )
     duck_seconds, _ = _timed(lambda: con.execute(query))
 
-    # Spark's own floor: the same files to one Parquet dataset with the contract's schema and
+    # Spark alone: the same files to one Parquet dataset with the contract's schema and
     # nothing else (no validation, dedupe, quarantine or second table). Warmed up like the job.
-    from spark_jobs.common.contract import raw_struct_type
-
     def bare_spark(target: Path) -> None:
-        reader = spark.read.schema(raw_struct_type()).option("mode", "PERMISSIVE")
-        reader.json([str(day_dir)]).write.mode("overwrite").parquet(str(target))
+        read_raw(spark, day_dir).write.mode("overwrite").parquet(str(target))
 
     bare_spark(work / "bare-warm")
     bare_seconds, _ = _timed(lambda: bare_spark(work / "bare"))
@@ -145,6 +142,13 @@ def bench_processor(spark, work: Path, rows: int) -> dict[str, Any]:
     }
 
 
+def read_raw(spark, day_dir: Path):
+    """The raw day through Spark's own JSON reader with the contract's schema, nothing else."""
+    from spark_jobs.common.contract import raw_struct_type
+
+    return spark.read.schema(raw_struct_type()).option("mode", "PERMISSIVE").json([str(day_dir)])
+
+
 def two_tables(spark, day_dir: Path, target: Path) -> None:
     """The floor of any processor of this contract in Spark: only the two wide tables it must
     publish (orders flat, order_items exploded), each from its own parse of the same raw, and
@@ -154,14 +158,7 @@ def two_tables(spark, day_dir: Path, target: Path) -> None:
     needs: 18.5 s on the 2M-line day against 19.9 s for one cached parse (2026-11-25)."""
     from pyspark.sql import functions as F  # noqa: N812  (Spark's own convention)
 
-    from spark_jobs.common.contract import raw_struct_type
-
-    def read():
-        return (
-            spark.read.schema(raw_struct_type()).option("mode", "PERMISSIVE").json([str(day_dir)])
-        )
-
-    read().select(
+    read_raw(spark, day_dir).select(
         "order_id",
         "order_ts",
         "status",
@@ -173,7 +170,8 @@ def two_tables(spark, day_dir: Path, target: Path) -> None:
         F.size("items").alias("item_count"),
         "total_amount",
     ).write.mode("overwrite").parquet(str(target / "orders"))
-    read().select("order_id", "currency", "order_ts", F.explode("items").alias("i")).select(
+    items = F.explode("items").alias("i")
+    read_raw(spark, day_dir).select("order_id", "currency", "order_ts", items).select(
         "order_id", "i.*", "currency", "order_ts"
     ).write.mode("overwrite").parquet(str(target / "order_items"))
 
@@ -244,6 +242,16 @@ def measured_on() -> dict[str, Any]:
     }
 
 
+def table_head(results: dict[str, Any], columns: list[str]) -> list[str]:
+    """A benchmark table's first lines: when and on what it was measured, then its header."""
+    return [
+        measured_on_line(results),
+        "",
+        "| " + " | ".join(columns) + " |",
+        "|" + "---|" * len(columns),
+    ]
+
+
 def measured_on_line(results: dict[str, Any]) -> str:
     machine = results["machine"]
     return (
@@ -261,12 +269,7 @@ def write_results(name: str, results: dict[str, Any], table: str) -> None:
 
 
 def markdown(results: dict[str, Any]) -> str:
-    lines = [
-        measured_on_line(results),
-        "",
-        "| benchmark | ours | reference | ratio | target |",
-        "|---|---|---|---|---|",
-    ]
+    lines = table_head(results, ["benchmark", "ours", "reference", "ratio", "target"])
     gen = results.get("generator")
     if gen:
         lines.append(
