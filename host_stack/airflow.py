@@ -147,6 +147,8 @@ class AirflowHost:
         """Create AIRFLOW_HOME, the admin password and the JWT secret (both kept across
         restarts, owner-only); return the password."""
         (self.home / "logs").mkdir(parents=True, exist_ok=True)
+        if self.jwt_secret_file.exists() and not self.jwt_secret_file.read_text().strip():
+            self.jwt_secret_file.unlink()  # cut short while being written: make it again
         if not self.jwt_secret_file.exists():
             # Created owner-only, never readable by others even for a moment.
             fd = os.open(self.jwt_secret_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -332,3 +332,14 @@ def test_airflow_gets_an_owner_only_jwt_secret_long_enough_for_hs512(tmp_path):
     assert len(secret.encode()) >= 64
     airflow.prepare()  # a restart keeps it: tokens stay valid, components agree
     assert airflow.environment({})["AIRFLOW__API_AUTH__JWT_SECRET"] == secret
+
+
+def test_an_empty_jwt_secret_file_is_made_again(tmp_path):
+    """A start cut short between creating the file and writing the key leaves it empty; an
+    empty key would let anyone sign tokens."""
+    airflow = make_stack(tmp_path).airflow()
+    airflow.home.mkdir(parents=True)
+    airflow.jwt_secret_file.write_text("\n")
+    airflow.prepare()
+    assert len(airflow.environment({})["AIRFLOW__API_AUTH__JWT_SECRET"].encode()) >= 64
+    assert airflow.jwt_secret_file.stat().st_mode & 0o777 == 0o600
