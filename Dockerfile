@@ -6,7 +6,10 @@
 
 # The Python minor version is noxfile.py's PYTHON (tests/compose checks it). Bookworm, not
 # trixie: it is the Debian release that still ships OpenJDK 17, the JRE Spark 4 runs on here.
-FROM python:3.11-slim-bookworm AS airflow
+# PYTHON_IMAGE is a setting for machines without Docker Hub: a registry mirror's name, or the
+# stand-in `nox -s docker_images` builds from Debian's packages (envs/local/images/).
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+FROM ${PYTHON_IMAGE} AS airflow
 
 # Unpinned Debian packages on purpose: the archive drops superseded versions, so a pin would
 # break the build at the next security update; the base image tag fixes the release.
@@ -14,9 +17,14 @@ FROM python:3.11-slim-bookworm AS airflow
 # hadolint ignore=DL3008
 RUN mkdir -p /usr/share/man/man1 \
     && apt-get update \
-    && apt-get install -y --no-install-recommends openjdk-17-jre-headless curl \
+    && apt-get install -y --no-install-recommends openjdk-17-jre-headless curl ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --uid 50000 --gid 0 --home-dir /opt/airflow --create-home airflow
+
+# Extra CA certificates for a network that inspects TLS (envs/local/ca-certificates/README.md);
+# pip verifies against the system store they join. Without any, this changes nothing.
+COPY envs/local/ca-certificates/ /usr/local/share/ca-certificates/
+RUN update-ca-certificates
 
 ENV AIRFLOW_HOME=/opt/airflow \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -27,7 +35,7 @@ ENV AIRFLOW_HOME=/opt/airflow \
 # The locks are complete (uv, universal): --no-deps installs exactly them, as noxfile.py does.
 # requirements.txt stays in /opt/pipeline: the job artifact pins the EMR bootstrap from it.
 COPY requirements.txt requirements-docker.txt /opt/pipeline/
-RUN pip install --no-cache-dir --no-deps \
+RUN PIP_CERT=/etc/ssl/certs/ca-certificates.crt pip install --no-cache-dir --no-deps \
         -r /opt/pipeline/requirements.txt -r /opt/pipeline/requirements-docker.txt
 # pyspark's zips, on the path of every Spark Python process, get precompiled bytecode too (pip
 # compiles only site-packages): host_stack/bytecode.py, as noxfile.py does for host mode.
@@ -43,10 +51,18 @@ CMD ["version"]
 # Local overlay only: Spark with the S3A connector (hadoop-aws of the exact Hadoop version the
 # pyspark wheel bundles, and the AWS SDK v2 bundle that Hadoop release was built against).
 # Downloaded from Maven Central at build time, each jar checked against Maven's .sha1.
+# S3A_CONNECTOR=none (a documented setting, for networks without Maven Central) builds without
+# it: the jobs then read and write S3 through pyarrow, as host mode does, and their log says so
+# (spark_jobs/common/storage.py chooses the backend by probing the JVM).
 FROM airflow AS local
+ARG S3A_CONNECTOR=maven
 USER 0
 COPY envs/local/s3a_jars.py /tmp/s3a_jars.py
-RUN python /tmp/s3a_jars.py \
-        --jars "$(python -c 'import pyspark, os; print(os.path.dirname(pyspark.__file__))')/jars" \
+RUN case "${S3A_CONNECTOR}" in \
+        maven) python /tmp/s3a_jars.py --jars \
+            "$(python -c 'import pyspark, os; print(os.path.dirname(pyspark.__file__))')/jars" ;; \
+        none) echo "S3A_CONNECTOR=none: no S3A connector in this image; the jobs use pyarrow's S3 client" ;; \
+        *) echo "S3A_CONNECTOR=${S3A_CONNECTOR}: expected maven or none" >&2; exit 2 ;; \
+    esac \
     && rm /tmp/s3a_jars.py
 USER 50000
