@@ -100,7 +100,11 @@ def common_dag_args(settings: Settings) -> dict[str, Any]:
     return {
         "start_date": pendulum.datetime(*START_DATE, tz=settings.schedule_timezone),
         "catchup": False,
-        "max_active_runs": 1,
+        # Two, not one: a scheduled run whose sensor still waits for its raw day (a fresh
+        # environment's first run, or a late upstream) must not hold a manual rerun back for the
+        # sensor's whole timeout; it holds no worker slot in reschedule mode. Two at most keeps a
+        # backfill to two clusters (or local Spark jobs) at a time.
+        "max_active_runs": 2,
         # A new dict: DAG() may write into it.
         "default_args": {
             **DEFAULT_ARGS,

@@ -75,7 +75,7 @@ def test_dagbag_imports_without_errors_or_warnings(dagbag, env):
 def test_dag_defaults_owners_retries_docs(dagbag, env, dag_id):
     dag = dagbag(env).dags[dag_id]
     assert dag.catchup is False
-    assert dag.max_active_runs == 1
+    assert dag.max_active_runs == 2
     assert "### Data " + dag_id.split("_")[1] in (dag.doc_md or "")
     assert {"orders", f"env:{env}"} <= set(dag.tags)
     from airflow.sdk import BaseSensorOperator
