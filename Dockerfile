@@ -48,6 +48,18 @@ ENTRYPOINT ["airflow"]
 CMD ["version"]
 
 
+# The offline rehearsal's EMR emulator only (envs/aws/docker-compose.rehearsal.yml): the
+# production image plus moto's EMR backend, which the emulator serves the EMR API with. Versions
+# come from the dev lock (constraints), as in the pipeline virtualenv. Never deployed. Before
+# `local`: the classic builder builds every stage up to its target.
+FROM airflow AS emr-emulator
+USER 0
+COPY requirements-dev.txt /opt/pipeline/
+RUN PIP_CERT=/etc/ssl/certs/ca-certificates.crt pip install --no-cache-dir \
+        -c /opt/pipeline/requirements-dev.txt "moto[emr,s3,server]"
+USER 50000
+
+
 # Local overlay only: Spark with the S3A connector (hadoop-aws of the exact Hadoop version the
 # pyspark wheel bundles, and the AWS SDK v2 bundle that Hadoop release was built against).
 # Downloaded from Maven Central at build time, each jar checked against Maven's .sha1.
@@ -66,3 +78,4 @@ RUN case "${S3A_CONNECTOR}" in \
     esac \
     && rm /tmp/s3a_jars.py
 USER 50000
+

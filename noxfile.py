@@ -230,22 +230,10 @@ def pipeline(session: nox.Session) -> None:
     _run(session, env, "python", "-m", "host_stack", "run-pipeline", *session.posargs)
 
 
-def _docker_engine() -> bool:
-    """A Docker engine answers (`docker info`), not just a docker client on PATH."""
-    docker = shutil.which("docker")
-    if docker is None:
-        return False
-    try:
-        probe = subprocess.run([docker, "info"], capture_output=True, timeout=30, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return probe.returncode == 0
-
-
-def _e2e_mode(session: nox.Session) -> tuple[str, list[str]]:
+def _mode(session: nox.Session, default: str) -> tuple[str, list[str]]:
     """`--mode docker|host|auto` out of the posargs (the rest goes to pytest); auto: docker
-    when an engine answers."""
-    args, mode = list(session.posargs), "auto"
+    when an engine answers. CI always names the mode."""
+    args, mode = list(session.posargs), default
     if "--mode" in args[:-1]:
         i = args.index("--mode")
         mode = args.pop(i + 1)
@@ -253,27 +241,61 @@ def _e2e_mode(session: nox.Session) -> tuple[str, list[str]]:
     if mode not in ("auto", "docker", "host"):
         session.error(f"--mode {mode!r}: expected docker, host or auto")
     if mode == "auto":
-        mode = "docker" if _docker_engine() else "host"
-        session.log(f"e2e_local: {mode} mode ({'a' if mode == 'docker' else 'no'} Docker engine)")
+        sys.path.insert(0, str(ROOT))
+        from host_stack.docker_engine import engine_answers
+
+        mode = "docker" if engine_answers() else "host"
+        session.log(f"{mode} mode ({'a' if mode == 'docker' else 'no'} Docker engine answers)")
     return mode, args
+
+
+def _host_stack_env(session: nox.Session, env: dict[str, str]) -> dict[str, str]:
+    """Start the host-mode stack if needed; the environment its clients (the tests) get."""
+    _run(session, env, "python", "-m", "host_stack", "up")
+    out = _run(session, env, "python", "-m", "host_stack", "env", "--json", silent=True)
+    return env | json.loads(str(out).strip().splitlines()[-1])
 
 
 @pipeline_session
 def e2e_local(session: nox.Session) -> None:
     """End-to-end tests through Airflow's REST API and S3 on the local stack.
 
-    `-- --mode docker|host` picks the stack (default: docker when an engine answers). Host mode
-    starts the processes if needed and leaves them up for the next cycle (`nox -s e2e_local
-    down` stops them); docker mode builds the compose stack, waits, tests, and takes it down."""
-    mode, pytest_args = _e2e_mode(session)
+    `-- --mode host|docker` picks the stack (default auto: docker when an engine answers). Host
+    mode starts the processes if needed and leaves them up for the next cycle (`nox -s e2e_local
+    down` stops them); docker mode builds and starts docker-compose.yml + docker-compose.local.yml,
+    runs the same tests through Celery, Postgres and Redis, and takes the stack down."""
+    mode, pytest_args = _mode(session, "auto")
     env = _pipeline_env(session)
     if mode == "docker":
-        _run(session, env, "python", "-m", "host_stack.compose", "e2e", *pytest_args)
+        _run(session, env, "python", "-m", "host_stack.compose", "e2e", "--stack", "local",
+             *pytest_args)  # fmt: skip
         return
-    _run(session, env, "python", "-m", "host_stack", "up")
-    out = _run(session, env, "python", "-m", "host_stack", "env", "--json", silent=True)
-    env.update(json.loads(str(out).strip().splitlines()[-1]))
-    _run(session, env, "pytest", "tests/e2e", *pytest_args)
+    _run(session, _host_stack_env(session, env), "pytest", "tests/e2e", *pytest_args)
+
+
+@pipeline_session
+def docker_engine(session: nox.Session) -> None:
+    """A Docker engine for the compose stacks: nothing where one answers; on Linux as root
+    without one, Debian's docker.io and a dockerd started in the background. `-- stop` stops
+    only a dockerd this started. Links the locked Compose CLI as `docker compose` if needed."""
+    env = _pipeline_env(session)
+    _run(session, env, "python", "-m", "host_stack.docker_engine", *session.posargs)
+
+
+@pipeline_session
+def docker_images(session: nox.Session) -> None:
+    """Where no registry answers: build stand-ins for the compose stacks' third-party images
+    from Debian's packages and PyPI, and record them in .env (docs/docker.md)."""
+    env = _pipeline_env(session)
+    _run(session, env, "python", "-m", "host_stack.docker_engine", "start")
+    _run(session, env, "python", "-m", "host_stack.docker_images", *session.posargs)
+
+
+@pipeline_session
+def compose(session: nox.Session) -> None:
+    """One step of a compose stack: `-- up|down|env [--stack local|aws] [--build]`."""
+    env = _pipeline_env(session)
+    _run(session, env, "python", "-m", "host_stack.compose", *(session.posargs or ["up"]))
 
 
 @pipeline_session
@@ -316,26 +338,43 @@ def e2e_aws_emulated(session: nox.Session) -> None:
     """The same end-to-end tests on the aws environment's DAGs against emulated AWS.
 
     PIPELINE_ENV=aws: the EMR flow (create cluster, step, terminate) with the real Amazon
-    provider operators, EMR served by host_stack's EMR emulator (steps on the local Spark), S3
-    and IAM by LocalStack. Starts that stack if needed and leaves it up: `nox -s down` stops it."""
-    env = {**_pipeline_env(session), "PIPELINE_ENV": "aws"}
-    _run(session, env, "python", "-m", "host_stack", "up")
-    out = _run(session, env, "python", "-m", "host_stack", "env", "--json", silent=True)
-    env.update(json.loads(str(out).strip().splitlines()[-1]))
-    _run(session, env, "pytest", "tests/e2e", *session.posargs)
+    provider operators, EMR served by host_stack's EMR emulator, S3 and IAM by LocalStack.
+    `-- --mode host` (default) starts that stack as processes and leaves it up (`nox -s down`
+    stops it); `-- --mode docker` runs docker-compose.yml as the EC2 instance does, plus
+    envs/aws/docker-compose.rehearsal.yml (LocalStack, the EMR emulator), and takes it down."""
+    mode, pytest_args = _mode(session, "host")
+    env = _pipeline_env(session)
+    if mode == "docker":
+        _run(session, env, "python", "-m", "host_stack.compose", "e2e", "--stack", "aws",
+             *pytest_args)  # fmt: skip
+        return
+    env = _host_stack_env(session, env | {"PIPELINE_ENV": "aws"})
+    _run(session, env, "pytest", "tests/e2e", *pytest_args)
 
 
 @pipeline_session
 def faults(session: nox.Session) -> None:
-    """Fault injection on the local stack: a killed job, a LocalStack restart, a lost worker.
+    """Fault injection on the local stack.
 
-    Starts the stack if needed, like e2e_local, and leaves it up: `nox -s faults down` stops it
-    afterwards. Several minutes: each fault costs a failed try, a retry and a Spark job."""
+    `-- --mode host` (default): a killed job, a LocalStack restart, a lost Spark worker, on the
+    host-mode stack (started if needed, left up: `nox -s faults down` stops it). `-- --mode
+    docker`: the production shape's faults (the Celery worker killed mid-task, Redis and
+    Postgres restarted) on the compose stack, which is started, tested and taken down."""
+    mode, pytest_args = _mode(session, "host")
     env = _pipeline_env(session)
-    _run(session, env, "python", "-m", "host_stack", "up")
-    out = _run(session, env, "python", "-m", "host_stack", "env", "--json", silent=True)
-    env.update(json.loads(str(out).strip().splitlines()[-1]))
-    _run(session, env, "pytest", "tests/faults", *session.posargs)
+    if mode == "docker":
+        compose = ("python", "-m", "host_stack.compose")
+        try:
+            _run(session, env, *compose, "up", "--stack", "local")
+            out = _run(session, env, *compose, "env", "--stack", "local", "--json", silent=True)
+            env |= json.loads(str(out).strip().splitlines()[-1])
+            _run(session, env, "pytest", "tests/faults/test_compose_faults.py", *pytest_args)
+        finally:
+            _run(session, env, *compose, "down", "--stack", "local")
+        return
+    env = _host_stack_env(session, env)
+    _run(session, env, "pytest", "tests/faults", "--ignore=tests/faults/test_compose_faults.py",
+         *pytest_args)  # fmt: skip
 
 
 @nox.session(python=PYTHON, venv_backend="none")

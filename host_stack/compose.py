@@ -1,17 +1,25 @@
-"""The local stack in Docker mode: the end-to-end run `nox -s e2e_local` does with an engine.
+"""The compose stacks, run for real: Docker mode of `nox -s e2e_local` and `e2e_aws_emulated`.
 
-Host mode (host_stack/stack.py) runs the stack as processes. With a Docker engine, nox runs the
-same black-box tests (tests/e2e) against docker-compose.yml + docker-compose.local.yml instead:
+Two stacks, each docker-compose.yml (the EC2 stack: Celery, Postgres, Redis) plus one overlay:
+- `local`: docker-compose.local.yml, the laptop stack (LocalStack, Spark, PIPELINE_ENV=local);
+- `aws`: envs/aws/docker-compose.rehearsal.yml, the EC2 stack as the instance runs it with only
+  AWS emulated (LocalStack, the EMR emulator), PIPELINE_ENV=aws.
 
-    python -m host_stack.compose e2e [pytest args]    # build, up --wait, tests/e2e, down -v
+    python -m host_stack.compose e2e  --stack local [pytest args]   # up, tests, down -v
+    python -m host_stack.compose up   --stack local                 # build (once), up --wait
+    python -m host_stack.compose env  --stack local [--json]        # the tests' environment
+    python -m host_stack.compose down --stack local                 # down -v
 
-`e2e_plan()` says what to run and with which client environment (pure: tests/compose checks it);
-`run_e2e()` runs it and always takes the stack down. Missing secrets are written to .env first
-(orchestration/compose_secrets.py), so a fresh clone works. Standard library only.
+`up` makes sure an engine answers (host_stack/docker_engine.py) and .env has the secrets
+(orchestration/compose_secrets.py), builds each image once (the services that share an image
+share its build), then waits for every healthcheck. `plan()` says what runs, as data (pure:
+tests/compose checks it against the rendered files). Standard library only.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import shlex
 import subprocess
@@ -23,59 +31,98 @@ from pathlib import Path
 from orchestration.compose_secrets import ensure_secrets, read_env_file
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-COMPOSE_FILES = ("docker-compose.yml", "docker-compose.local.yml")
-# The first build downloads the AWS SDK bundle (~700 MB) and Airflow's init migrates Postgres.
+# A first build installs the lock into the image (a few minutes); Airflow's init migrates Postgres.
 WAIT_TIMEOUT_SECONDS = 900
 # Port settings shared with host mode (StackSettings) and their defaults in the compose files.
-DEFAULT_PORTS = {"AIRFLOW_API_PORT": "8080", "LOCALSTACK_PORT": "4566"}
+DEFAULT_PORTS = {"AIRFLOW_API_PORT": "8080", "LOCALSTACK_PORT": "4566", "EMR_EMULATOR_PORT": "4570"}
+# The e2e tests, and the checks that only a compose stack can answer (tests/e2e skips them else).
+E2E_TESTS = ("tests/e2e",)
+# LocalStack's documented dummy keys, which the compose overlays give every emulated client.
+LOCALSTACK_KEYS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
 
 
-def compose_command(*args: str, docker: str = "docker") -> list[str]:
-    """`docker compose` on the base file and the local overlay."""
-    files = [arg for name in COMPOSE_FILES for arg in ("-f", name)]
+@dataclass(frozen=True)
+class ComposeStack:
+    """One compose stack: its files, the services whose builds make its images, its target."""
+
+    name: str
+    files: tuple[str, ...]
+    builds: tuple[str, ...]
+    pipeline_env: str
+    # The rehearsal's clients, like its Airflow, see AWS at the emulators' published ports.
+    emulates_aws: bool = False
+
+
+STACKS = {
+    "local": ComposeStack(
+        "local", ("docker-compose.yml", "docker-compose.local.yml"), ("airflow-init",), "local"
+    ),
+    "aws": ComposeStack(
+        "aws",
+        ("docker-compose.yml", "envs/aws/docker-compose.rehearsal.yml"),
+        ("airflow-init", "emr-emulator"),
+        "aws",
+        emulates_aws=True,
+    ),
+}
+
+
+def compose_command(stack: ComposeStack, *args: str, docker: str = "docker") -> list[str]:
+    """`docker compose` on the stack's files."""
+    files = [arg for name in stack.files for arg in ("-f", name)]
     return [docker, "compose", *files, *args]
 
 
 @dataclass(frozen=True)
-class E2EPlan:
-    """The commands of one Docker-mode e2e run and the environment the tests get."""
+class Plan:
+    """The commands of one stack's run and the environment its clients (the tests) get."""
 
+    build: list[str]
     up: list[str]
     tests: list[str]
     down: list[str]
     test_env: dict[str, str] = field(default_factory=dict)
     logs: list[str] = field(default_factory=list)
+    ps: list[str] = field(default_factory=list)
 
 
-def e2e_plan(
+def plan(
+    stack: ComposeStack,
     environ: Mapping[str, str],
     dotenv: Mapping[str, str],
     python: str,
     pytest_args: Sequence[str] = (),
-) -> E2EPlan:
+) -> Plan:
     """What to run, reading settings as Compose does: the environment first, then .env."""
 
     def setting(key: str, default: str) -> str:
         return environ.get(key) or dotenv.get(key) or default
 
-    api_port = setting("AIRFLOW_API_PORT", DEFAULT_PORTS["AIRFLOW_API_PORT"])
-    localstack_port = setting("LOCALSTACK_PORT", DEFAULT_PORTS["LOCALSTACK_PORT"])
+    ports = {key: setting(key, default) for key, default in DEFAULT_PORTS.items()}
     test_env = {
         # The same client settings host mode exports (`python -m host_stack env`).
-        "AIRFLOW_API_URL": f"http://localhost:{api_port}",
+        "AIRFLOW_API_URL": f"http://localhost:{ports['AIRFLOW_API_PORT']}",
         "AIRFLOW_USERNAME": setting("AIRFLOW_ADMIN_USERNAME", "admin"),
         "AIRFLOW_PASSWORD": setting("AIRFLOW_ADMIN_PASSWORD", ""),
         # The tests read S3 from the host, through LocalStack's published port.
-        "PIPELINE_ENV": "local",
-        "AWS_ENDPOINT_URL": f"http://localhost:{localstack_port}",
+        "PIPELINE_ENV": stack.pipeline_env,
+        "AWS_ENDPOINT_URL": f"http://localhost:{ports['LOCALSTACK_PORT']}",
+        # What tells the production-shape checks which compose stack they look at.
+        "E2E_COMPOSE_FILES": os.pathsep.join(stack.files),
     }
+    if stack.emulates_aws:
+        test_env |= LOCALSTACK_KEYS | {
+            "EMR_ENDPOINT_URL": f"http://localhost:{ports['EMR_EMULATOR_PORT']}"
+        }
     wait = ["--wait", "--wait-timeout", str(WAIT_TIMEOUT_SECONDS)]
-    return E2EPlan(
-        up=compose_command("up", "--detach", "--build", *wait),
-        tests=[python, "-m", "pytest", "tests/e2e", *pytest_args],
-        down=compose_command("down", "--volumes", "--remove-orphans"),
+    return Plan(
+        build=compose_command(stack, "build", *stack.builds),
+        up=compose_command(stack, "up", "--detach", *wait),
+        tests=[python, "-m", "pytest", *E2E_TESTS, *pytest_args],
+        down=compose_command(stack, "down", "--volumes", "--remove-orphans"),
         test_env=test_env,
-        logs=compose_command("logs", "--no-color", "--tail", "80"),
+        logs=compose_command(stack, "logs", "--no-color", "--tail", "80"),
+        ps=compose_command(stack, "ps", "--all"),
     )
 
 
@@ -84,33 +131,98 @@ def _run(command: list[str], **kwargs) -> int:
     return subprocess.run(command, check=False, **kwargs).returncode
 
 
-def run_e2e(pytest_args: Sequence[str], root: Path = REPO_ROOT) -> int:
-    """Build and start the compose stack, run tests/e2e against it, always take it down."""
+def _images_missing(stack: ComposeStack, root: Path) -> bool:
+    """Whether any image of the stack's builds is absent (then `up` builds them first)."""
+    out = subprocess.run(
+        compose_command(stack, "config", "--images"),
+        cwd=root, capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    return any(
+        subprocess.run(["docker", "image", "inspect", image], capture_output=True, check=False)
+        .returncode != 0
+        for image in out
+        if image.startswith("builditall-")
+    )  # fmt: skip
+
+
+def _stack_plan(stack: ComposeStack, root: Path, pytest_args: Sequence[str] = ()) -> Plan:
+    return plan(stack, os.environ, read_env_file(root / ".env"), sys.executable, pytest_args)
+
+
+def up(stack: ComposeStack, root: Path = REPO_ROOT, *, build: bool = False) -> int:
+    """An engine, the secrets, the images (built when missing, or always with `build`), and
+    every service healthy."""
+    from host_stack.docker_engine import EngineError, ensure_compose_plugin, start
+
+    try:
+        print(start(), flush=True)
+        print(ensure_compose_plugin(), flush=True)
+    except EngineError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     added = ensure_secrets(root / ".env")
     if added:
         print(f"wrote fresh {', '.join(added)} to {root / '.env'} (untracked)", flush=True)
-    plan = e2e_plan(os.environ, read_env_file(root / ".env"), sys.executable, pytest_args)
-    try:
-        code = _run(plan.up, cwd=root)
+    steps = _stack_plan(stack, root)
+    if build or _images_missing(stack, root):
+        code = _run(steps.build, cwd=root)
         if code != 0:
-            _run(plan.logs, cwd=root)
             print(
-                f"error: the compose stack did not become healthy (exit {code}); the logs "
-                f"above end with the failing service's. Check by hand: {shlex.join(plan.up)}",
+                "error: the image build failed. Without a registry, build the stand-in base "
+                "images first (nox -s docker_images); without Maven Central, set "
+                "S3A_CONNECTOR=none (docs/docker.md)",
                 file=sys.stderr,
             )
             return code
-        return _run(plan.tests, cwd=root, env={**os.environ, **plan.test_env})
+    code = _run(steps.up, cwd=root)
+    if code != 0:
+        _run(steps.ps, cwd=root)
+        _run(steps.logs, cwd=root)
+        print(
+            f"error: the {stack.name} compose stack did not become healthy (exit {code}); the "
+            f"logs above end with the failing service's. By hand: {shlex.join(steps.up)}",
+            file=sys.stderr,
+        )
+    return code
+
+
+def down(stack: ComposeStack, root: Path = REPO_ROOT) -> int:
+    return _run(_stack_plan(stack, root).down, cwd=root)
+
+
+def run_e2e(stack: ComposeStack, pytest_args: Sequence[str], root: Path = REPO_ROOT) -> int:
+    """Start the stack, run the e2e tests against it, always take it down."""
+    try:
+        code = up(stack, root)
+        if code != 0:
+            return code
+        steps = _stack_plan(stack, root, pytest_args)
+        return _run(steps.tests, cwd=root, env={**os.environ, **steps.test_env})
     finally:
-        _run(plan.down, cwd=root)
+        down(stack, root)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    if not args or args[0] != "e2e":
-        print(__doc__, file=sys.stderr)
-        return 2
-    return run_e2e(args[1:])
+    parser = argparse.ArgumentParser(
+        prog="python -m host_stack.compose", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("action", choices=("e2e", "up", "down", "env"))
+    parser.add_argument("--stack", choices=sorted(STACKS), default="local")
+    parser.add_argument("--build", action="store_true", help="up: rebuild the images first")
+    parser.add_argument("--json", action="store_true", help="env: one JSON object")
+    args, rest = parser.parse_known_args(argv)
+    stack = STACKS[args.stack]
+    if args.action == "e2e":
+        return run_e2e(stack, rest)
+    if rest:
+        parser.error(f"unexpected arguments: {' '.join(rest)}")
+    if args.action == "up":
+        return up(stack, build=args.build)
+    if args.action == "down":
+        return down(stack)
+    env = _stack_plan(stack, REPO_ROOT).test_env
+    print(json.dumps(env) if args.json else "\n".join(f"{k}={v}" for k, v in env.items()))
+    return 0
 
 
 if __name__ == "__main__":

@@ -43,7 +43,6 @@ from host_stack.airflow import AirflowHost
 from host_stack.localstack import (
     LocalStack,
     create_buckets,
-    create_emr_roles,
     find_localstack_python,
     port_in_use,
 )
@@ -430,31 +429,11 @@ class Stack:
         return response.status_code == 200, f"answering on {self.emr_emulator_url}"
 
     def prepare_emulated_account(self, settings: Settings) -> str:
-        """What the aws account holds before the DAGs run: EMR's roles (IAM) and the job
-        artifact (the deploy's `nox -s build_jobs -- --upload`), here in LocalStack."""
-        import boto3
-        from botocore.config import Config
+        """What the aws account holds before the DAGs run, here in LocalStack."""
+        from host_stack.emulated_account import prepare_account
 
-        from orchestration.artifact import build_job_artifact, upload_job_artifact
-
-        assert settings.emr_cluster_config_path is not None  # required on aws by config
-        cluster = json.loads(settings.emr_cluster_config_path.read_text())
         endpoint = f"http://{HOST}:{self.settings.localstack_port}"
-        create_emr_roles(
-            endpoint, cluster["ServiceRole"], cluster["JobFlowRole"], region=settings.aws_region
-        )
-        artifact = build_job_artifact(self.state_dir / "artifact")
-        s3 = boto3.client(
-            "s3",
-            **settings.boto3_client_kwargs(),
-            config=Config(s3={"addressing_style": "path"}),
-        )
-        assert settings.emr_job_artifact_prefix is not None
-        upload_job_artifact(artifact, settings.data_bucket, settings.emr_job_artifact_prefix, s3)
-        return (
-            f"roles {cluster['ServiceRole']}, {cluster['JobFlowRole']} and the job artifact "
-            f"in {settings.emr_job_artifacts_uri}"
-        )
+        return prepare_account(settings, endpoint, self.state_dir / "artifact")
 
     def _check_same_pipeline_env(self, running: Mapping[str, ProcessRecord]) -> None:
         """One stack, one PIPELINE_ENV: refuse to add aws parts to a local stack or back."""

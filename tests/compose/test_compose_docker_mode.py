@@ -1,32 +1,50 @@
-"""`nox -s e2e_local` in Docker mode (host_stack/compose.py): the commands and the client
-environment, checked against the rendered compose files. Running it needs a Docker engine,
-which CI does not have; host mode is what CI runs."""
+"""Docker mode (host_stack/compose.py): the commands and the client environment of each compose
+stack, checked against the rendered compose files. Running them needs an engine: CI runs
+`nox -s e2e_local -- --mode docker` and `nox -s e2e_aws_emulated -- --mode docker`."""
 
 from __future__ import annotations
 
+import os
 from urllib.parse import urlsplit
 
+import pytest
+
 from config.config import load_settings
-from host_stack.compose import COMPOSE_FILES, WAIT_TIMEOUT_SECONDS, e2e_plan
+from host_stack.compose import STACKS, WAIT_TIMEOUT_SECONDS, plan
 from tests.compose.conftest import MERGED, render
 
-COMPOSE = ["docker", "compose", "-f", "docker-compose.yml", "-f", "docker-compose.local.yml"]
+LOCAL, AWS = STACKS["local"], STACKS["aws"]
+REHEARSAL = ("docker-compose.yml", "envs/aws/docker-compose.rehearsal.yml")
 
 
-def test_plan_builds_waits_tests_and_tears_down():
-    plan = e2e_plan({}, {"AIRFLOW_ADMIN_PASSWORD": "from-dotenv"}, "/venv/bin/python", ["-x"])
+def compose(*files: str) -> list[str]:
+    return ["docker", "compose", *(arg for name in files for arg in ("-f", name))]
+
+
+def test_plan_builds_each_image_once_waits_tests_and_tears_down():
+    steps = plan(LOCAL, {}, {"AIRFLOW_ADMIN_PASSWORD": "from-dotenv"}, "/venv/bin/python", ["-x"])
     wait = ["--wait", "--wait-timeout", str(WAIT_TIMEOUT_SECONDS)]
-    assert plan.up == [*COMPOSE, "up", "--detach", "--build", *wait]
-    assert plan.tests == ["/venv/bin/python", "-m", "pytest", "tests/e2e", "-x"]
-    assert plan.down == [*COMPOSE, "down", "--volumes", "--remove-orphans"]
-    assert plan.test_env == {
+    assert steps.build == [*compose(*MERGED), "build", "airflow-init"]
+    assert steps.up == [*compose(*MERGED), "up", "--detach", *wait]
+    assert steps.tests == ["/venv/bin/python", "-m", "pytest", "tests/e2e", "-x"]
+    assert steps.down == [*compose(*MERGED), "down", "--volumes", "--remove-orphans"]
+    assert steps.test_env == {
         "AIRFLOW_API_URL": "http://localhost:8080",
         "AIRFLOW_USERNAME": "admin",
         "AIRFLOW_PASSWORD": "from-dotenv",  # pragma: allowlist secret
         "PIPELINE_ENV": "local",
         "AWS_ENDPOINT_URL": "http://localhost:4566",
+        "E2E_COMPOSE_FILES": os.pathsep.join(MERGED),
     }
-    assert COMPOSE_FILES == MERGED
+    assert LOCAL.files == MERGED
+    assert AWS.files == REHEARSAL
+
+
+@pytest.mark.parametrize("stack", [LOCAL, AWS], ids=["local", "aws"])
+def test_the_builds_cover_every_image_the_stack_builds(stack):
+    services = render(stack.files)["services"]
+    built = {service["image"] for service in services.values() if "build" in service}
+    assert {services[name]["image"] for name in stack.builds} == built
 
 
 def test_plan_reads_settings_as_compose_does_environment_before_dotenv():
@@ -35,16 +53,17 @@ def test_plan_reads_settings_as_compose_does_environment_before_dotenv():
         "AIRFLOW_ADMIN_PASSWORD": "from-environment",  # pragma: allowlist secret
     }
     dotenv = {"AIRFLOW_API_PORT": "28080", "LOCALSTACK_PORT": "14566"}
-    env = e2e_plan(environ, dotenv, "python").test_env
+    env = plan(LOCAL, environ, dotenv, "python").test_env
     assert env["AIRFLOW_API_URL"] == "http://localhost:18080"
     assert env["AIRFLOW_PASSWORD"] == "from-environment"  # pragma: allowlist secret
     assert env["AWS_ENDPOINT_URL"] == "http://localhost:14566"
 
 
-def test_plan_points_the_tests_at_what_the_compose_files_publish():
-    ports = {"AIRFLOW_API_PORT": "18080", "LOCALSTACK_PORT": "14566"}
-    services = render(MERGED, ports)["services"]
-    env = e2e_plan(ports, {"AIRFLOW_ADMIN_PASSWORD": "pw"}, "python").test_env
+@pytest.mark.parametrize("stack", [LOCAL, AWS], ids=["local", "aws"])
+def test_plan_points_the_tests_at_what_the_compose_files_publish(stack):
+    ports = {"AIRFLOW_API_PORT": "18080", "LOCALSTACK_PORT": "14566", "EMR_EMULATOR_PORT": "14570"}
+    services = render(stack.files, ports)["services"]
+    env = plan(stack, ports, {"AIRFLOW_ADMIN_PASSWORD": "pw"}, "python").test_env
 
     def published(service: str) -> tuple[str, str]:
         (port,) = services[service]["ports"]
@@ -56,5 +75,10 @@ def test_plan_points_the_tests_at_what_the_compose_files_publish():
         env["AIRFLOW_USERNAME"] == services["airflow-init"]["environment"]["AIRFLOW_ADMIN_USERNAME"]
     )
     settings = load_settings(environ=env)
-    assert settings.pipeline_env == "local"
+    assert settings.pipeline_env == stack.pipeline_env
     assert ("127.0.0.1", str(urlsplit(settings.aws_endpoint_url).port)) == published("localstack")
+    if stack.emulates_aws:
+        emr = urlsplit(settings.emr_endpoint_url)
+        assert ("127.0.0.1", str(emr.port)) == published("emr-emulator")
+        # LocalStack's dummy keys, never the caller's: the rehearsal never reaches AWS.
+        assert settings.aws_access_key_id == "test"

@@ -64,17 +64,44 @@ def noxfile_python() -> str:
     return match[1]
 
 
-def test_the_base_image_is_the_python_of_the_locks():
-    froms = [args for instruction, args in dockerfile_instructions() if instruction == "FROM"]
-    assert froms[0] == f"python:{noxfile_python()}-slim-bookworm AS airflow"
+def test_the_base_image_is_a_setting_defaulting_to_the_python_of_the_locks():
+    instructions = dockerfile_instructions()
+    defaults = dict(a.split("=", 1) for kind, a in instructions if kind == "ARG" and "=" in a)
+    assert defaults["PYTHON_IMAGE"] == f"python:{noxfile_python()}-slim-bookworm"
+    froms = [args for instruction, args in instructions if instruction == "FROM"]
+    assert froms[0] == "${PYTHON_IMAGE} AS airflow"
     # Later stages build on the first, never on another Python.
     assert all(args.split()[0] == "airflow" for args in froms[1:]), froms
+    # Compose passes the same setting, with the same default, to every build.
+    for name, service in render(MERGED)["services"].items():
+        if "build" in service:
+            assert service["build"]["args"]["PYTHON_IMAGE"] == defaults["PYTHON_IMAGE"], name
+    moved = render(MERGED, {"PYTHON_IMAGE": "mirror.example/python:3.11"})["services"]
+    assert moved["airflow-worker"]["build"]["args"]["PYTHON_IMAGE"] == "mirror.example/python:3.11"
+
+
+def test_the_s3a_connector_switch_is_explicit():
+    """S3A_CONNECTOR=maven (default) downloads the connector; none builds without it and says
+    so; anything else stops the build."""
+    (run,) = [arg for kind, arg in dockerfile_instructions() if kind == "RUN" and "s3a_jars" in arg]
+    assert 'case "${S3A_CONNECTOR}" in' in run
+    assert "maven) python /tmp/s3a_jars.py" in run
+    assert "none) echo" in run
+    assert "*) echo" in run
+    assert "exit 2" in run
+    services = render(MERGED)["services"]
+    assert services["airflow-worker"]["build"]["args"]["S3A_CONNECTOR"] == "maven"
+    off = render(MERGED, {"S3A_CONNECTOR": "none"})["services"]
+    assert {s["build"]["args"]["S3A_CONNECTOR"] for s in off.values() if "build" in s} == {"none"}
 
 
 def test_the_dockerfile_installs_exactly_the_locks_and_names_no_version():
     runs = [args for instruction, args in dockerfile_instructions() if instruction == "RUN"]
     installs = [args for args in runs if "pip install" in args]
-    assert len(installs) == 1, installs
+    # The image installs the locks; the rehearsal's emulator stage adds moto within the dev lock.
+    assert len(installs) == 2, installs
+    assert installs[1].split()[-3:] == ["-c", "/opt/pipeline/requirements-dev.txt",
+                                        '"moto[emr,s3,server]"']  # fmt: skip
     words = installs[0].split()
     assert "--no-deps" in words
     requirements = [Path(words[i + 1]).name for i, word in enumerate(words) if word == "-r"]
@@ -138,7 +165,7 @@ def test_the_build_context_holds_what_the_dockerfile_copies():
         if instruction == "COPY":
             for source in args.split()[:-1]:
                 assert source in allowed, f"COPY {source} is excluded by .dockerignore"
-                assert (REPO_ROOT / source).is_file(), source
+                assert (REPO_ROOT / source).exists(), source
 
 
 # --- the S3A connector of the local image ----------------------------------------------------
