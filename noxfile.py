@@ -232,10 +232,18 @@ def down(session: nox.Session) -> None:
 def pipeline(session: nox.Session) -> None:
     """Run both DAGs for a day on the local stack, starting it if needed.
 
-    `nox -s pipeline -- [--date 2026-01-15] [--down]`."""
+    `nox -s pipeline -- [--date 2026-01-15] [--dag data_processing] [--down]`."""
     _check_machine(session)
     env = _pipeline_env(session)
     _run(session, env, "python", "-m", "host_stack", "run-pipeline", *session.posargs)
+
+
+@pipeline_session
+def ls(session: nox.Session) -> None:
+    """List objects in the local stack's S3: `nox -s ls -- processed/` (a prefix of the data
+    bucket, or s3://bucket/prefix); no AWS CLI needed."""
+    env = _pipeline_env(session)
+    _run(session, env, "python", "-m", "host_stack", "ls", *session.posargs)
 
 
 def _e2e_mode(session: nox.Session) -> tuple[str, list[str]]:
