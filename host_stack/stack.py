@@ -259,9 +259,9 @@ class Stack:
 
         It gets the jobs' settings without the class-data archive (its JVMs start once). Its
         driver keeps the JIT's optimising compiler (C2): it plans every query of every run, and
-        C1 alone made a warm processor run 1.5-3 s slower. Under the quick start its executor
-        gets C1 only: on a developer's 10k rows C2 spent 38 s of CPU compiling in the executor
-        over ten job runs, half of all its CPU, on the same two cores the runs need."""
+        C1 alone made warm runs slower. Under the quick start its executor gets C1 only: on a
+        developer's small days C2's compiling took about half of the executor's CPU, on the same
+        cores the runs need (docs/performance.md)."""
         from config.config import load_settings
 
         settings = self.pipeline_settings()  # URL and master already point at this stack
@@ -562,8 +562,8 @@ class Stack:
         if connect is not None:
             waiting.add(SPARK_CONNECT)
             watched.append(SPARK_CONNECT)
-        # A server started now gets its JIT warmed before `up` returns: the first DAG run after
-        # `up` took 82-96 s instead of 47-55 s for a later one (an e2e cycle on 2 cores).
+        # A server started now gets its JIT warmed before `up` returns: without it the first DAG
+        # runs after `up` are much slower than later ones (docs/performance.md).
         warmup_spawned = not want_connect
         if want_connect:
             waiting.add(SPARK_CONNECT_WARMUP)

@@ -155,7 +155,7 @@ def two_tables(spark, day_dir: Path, target: Path) -> None:
     nothing else: no validation, dedupe, quarantine, customers, payments or daily sales.
 
     Its own parse per table, because Spark's JSON reader then parses only the fields a table
-    needs: 18.5 s on the 2M-line day against 19.9 s for one cached parse (2026-11-25)."""
+    needs, which beat one cached parse of every field (docs/performance.md)."""
     from pyspark.sql import functions as F  # noqa: N812  (Spark's own convention)
 
     read_raw(spark, day_dir).select(
