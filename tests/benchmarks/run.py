@@ -1,8 +1,8 @@
 """Benchmarks: figures, never pass/fail on time. `nox -s bench` runs this module.
 
-Writes bench-results/bench.json and bench-results/bench.md (the table the README quotes), and
-prints the table. Each figure comes from this run on this machine; ratios compare two things
-measured in the same run, so a slower or busier machine moves both sides.
+Writes bench-results/bench.json and bench-results/bench.md (the table docs/performance.md
+quotes), and prints the table. Each figure comes from this run on this machine; ratios compare
+two things measured in the same run, so a slower or busier machine moves both sides.
 
   generator   rows/s of spark_jobs.data_generator vs the per-row Faker baseline (target >= 50x)
   processor   MB/s of raw JSON through spark_jobs.data_processor vs DuckDB JSON -> Parquet
@@ -261,7 +261,7 @@ def measured_on_line(results: dict[str, Any]) -> str:
 
 
 def write_results(name: str, results: dict[str, Any], table: str) -> None:
-    """bench-results/<name>.json and <name>.md (the table the README quotes); print the table."""
+    """bench-results/<name>.json and <name>.md (the table docs/performance.md quotes); print."""
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
     (RESULTS / f"{name}.md").write_text(table)
