@@ -48,7 +48,7 @@ from host_stack.localstack import (
 )
 from host_stack.spark import SparkStandalone
 from host_stack.spark_cds import SparkQuickStart
-from host_stack.stack_settings import StackError, StackSettings
+from host_stack.stack_settings import STACK_ENV_NAMES, StackError, StackSettings  # noqa: F401 (re-exported)
 from host_stack.supervise import REAP_IDLE_SECONDS, supervised
 
 if TYPE_CHECKING:
