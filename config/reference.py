@@ -1,7 +1,7 @@
 """The configuration reference, generated from `Settings` and the committed envs/*/settings.env.
 
-`python -m config reference` prints it; `python -m config reference --update README.md docs/...`
-rewrites the table between the markers in those files. tests/unit/test_config_reference.py fails
+`python -m config reference` prints it; `python -m config reference --update` rewrites the table
+between the markers in each of DOCUMENTS. tests/unit/test_config_reference.py fails
 when a committed table differs from what this prints.
 """
 
