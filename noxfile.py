@@ -1,9 +1,11 @@
 """Every command a developer or CI runs: `nox -l` lists them.
 
-Set-up is part of each session: a fresh machine needs only `pip install "nox[uv]"`. The pipeline
-sessions share one virtualenv with the pinned lock (requirements.txt + requirements-dev.txt) in
-.nox/_pipeline, and LocalStack gets its own Python >= 3.13 one in .nox/_localstack (it cannot share
-Airflow's pins; FACTS.md). Each is rebuilt only when its lock changes.
+Set-up is part of each session: a fresh machine needs only nox (`pipx install "nox[uv]"`).
+The pipeline sessions share one virtualenv with the pinned lock (requirements.txt +
+requirements-dev.txt) in .nox/_pipeline, and LocalStack gets its own Python >= 3.13 one in
+.nox/_localstack (localstack-core needs 3.13 and pins boto3 and moto versions that clash with
+Airflow's). Each is rebuilt only when its lock changes. `nox -s doctor` checks the machine first
+(host_stack/doctor.py, standard library only).
 """
 
 from __future__ import annotations
@@ -13,13 +15,15 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import nox
 
 ROOT = Path(__file__).parent
+sys.path.insert(0, str(ROOT))  # host_stack.doctor: standard library only, usable before any venv
+from host_stack import doctor  # noqa: E402
+
 PYTHON_VERSION = (3, 11)
 PYTHON = "3.11"
 LOCK = ("requirements.txt", "requirements-dev.txt")
@@ -49,29 +53,11 @@ def _pins(*names: str) -> list[str]:
 
 
 def _find_python(version: tuple[int, int], exact: bool, override_var: str) -> str:
-    """An interpreter of `version` (or newer unless exact): $override_var, PATH, or pyenv's."""
-    name = f"python{version[0]}.{version[1]}"
-    candidates = [os.environ.get(override_var), shutil.which(name)]
-    if version == sys.version_info[:2]:
-        candidates.insert(1, sys.executable)
-    pyenv_root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
-    candidates += sorted(str(p) for p in pyenv_root.glob("versions/3.*/bin/python3"))
-    check = "==" if exact else ">="
-    for candidate in filter(None, candidates):
-        probe = subprocess.run(
-            [candidate, "-c", f"import sys; print(sys.version_info[:2] {check} {version})"],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if probe.stdout.strip() == "True":
-            return candidate
-    wanted = f"Python {version[0]}.{version[1]}{'' if exact else '+'}"
-    raise nox.command.CommandFailed(
-        f"{wanted} not found (tried ${override_var}, {name} on PATH, pyenv versions). "
-        f"Install it (pyenv install {version[0]}.{version[1]}, or your OS package) or set "
-        f"{override_var}=/path/to/{name}."
-    )
+    """An interpreter of `version` (or newer unless exact), found as `nox -s doctor` finds it."""
+    try:
+        return doctor.find_python(version, exact, override_var)
+    except doctor.PythonNotFoundError as exc:
+        raise nox.command.CommandFailed(str(exc)) from None
 
 
 def _venv(
@@ -128,7 +114,7 @@ def _pipeline_env(session: nox.Session) -> dict[str, str]:
     localstack = _venv(
         session,
         LOCALSTACK_VENV,
-        _find_python((3, 13), exact=False, override_var="LOCALSTACK_BASE_PYTHON"),
+        _find_python(doctor.LOCALSTACK_PYTHON, exact=False, override_var="LOCALSTACK_BASE_PYTHON"),
         [LOCALSTACK_LOCK],
     )
     return {
@@ -207,9 +193,30 @@ def bench_e2e(session: nox.Session) -> None:
     _run(session, env, "python", "-m", "tests.benchmarks.e2e_loop", *session.posargs)
 
 
+@nox.session(name="doctor", venv_backend="none")
+def doctor_session(session: nox.Session) -> None:
+    """Check this machine before anything is built: Java, Pythons, ports, disk, memory, Docker."""
+    findings = doctor.check_machine()
+    for finding in findings:
+        session.log(finding.line())
+    if any(finding.blocking for finding in findings):
+        session.error("fix the lines marked `missing` above, then run `nox -s doctor` again")
+
+
+def _check_machine(session: nox.Session) -> None:
+    """Stop at once, before building anything, when the machine lacks what the stack needs."""
+    findings = doctor.check_machine(docker=False)
+    for finding in findings:
+        if finding.level != doctor.OK:
+            session.warn(finding.line())
+    if any(finding.blocking for finding in findings):
+        session.error("this machine cannot run the stack yet: fix the lines above (nox -s doctor)")
+
+
 @pipeline_session
 def up(session: nox.Session) -> None:
     """Start the local stack as host processes (LocalStack, Spark, Airflow); print the login."""
+    _check_machine(session)
     env = _pipeline_env(session)
     _run(session, env, "python", "-m", "host_stack", "up", *session.posargs)
 
@@ -225,9 +232,18 @@ def down(session: nox.Session) -> None:
 def pipeline(session: nox.Session) -> None:
     """Run both DAGs for a day on the local stack, starting it if needed.
 
-    `nox -s pipeline -- [--date 2026-01-15] [--down]`."""
+    `nox -s pipeline -- [--date 2026-01-15] [--dag data_processing] [--down]`."""
+    _check_machine(session)
     env = _pipeline_env(session)
     _run(session, env, "python", "-m", "host_stack", "run-pipeline", *session.posargs)
+
+
+@pipeline_session
+def ls(session: nox.Session) -> None:
+    """List objects in the local stack's S3: `nox -s ls -- processed/` (a prefix of the data
+    bucket, or s3://bucket/prefix); no AWS CLI needed."""
+    env = _pipeline_env(session)
+    _run(session, env, "python", "-m", "host_stack", "ls", *session.posargs)
 
 
 def _mode(session: nox.Session, default: str) -> tuple[str, list[str]]:
@@ -241,10 +257,7 @@ def _mode(session: nox.Session, default: str) -> tuple[str, list[str]]:
     if mode not in ("auto", "docker", "host"):
         session.error(f"--mode {mode!r}: expected docker, host or auto")
     if mode == "auto":
-        sys.path.insert(0, str(ROOT))
-        from host_stack.docker_engine import engine_answers
-
-        mode = "docker" if engine_answers() else "host"
+        mode = "docker" if doctor.docker_engine_answers() else "host"
         session.log(f"{mode} mode ({'a' if mode == 'docker' else 'no'} Docker engine answers)")
     return mode, args
 

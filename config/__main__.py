@@ -1,8 +1,10 @@
-"""`python -m config show | spark-conf`: inspect the active settings from a shell.
+"""`python -m config show | spark-conf | reference`: inspect the settings from a shell.
 
 show        every setting as KEY=value (secret masked), where it came from, the derived URIs
 spark-conf  `--conf k=v` lines: spark-submit $(python -m config spark-conf) job.py ...
-PIPELINE_ENV picks the environment, as everywhere else.
+reference   the configuration reference (key, local, aws, expected) as a Markdown table;
+            `reference --update` rewrites it in README.md and docs/configuration.md
+PIPELINE_ENV picks the environment for show and spark-conf, as everywhere else.
 """
 
 from __future__ import annotations
@@ -33,10 +35,33 @@ def _spark_conf(settings: Settings) -> list[str]:
     return [f"--conf {key}={value}" for key, value in settings.spark_submit_conf().items()]
 
 
+def _reference(update: bool) -> int:
+    from config.reference import DOCUMENTS, REPO_ROOT, reference_table
+    from config.reference import update as update_file
+
+    try:
+        table = reference_table()
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 1
+    if not update:
+        print(table)
+        return 0
+    for path in DOCUMENTS:
+        changed = update_file(path, table)
+        print(f"{path.relative_to(REPO_ROOT)}: {'updated' if changed else 'up to date'}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m config", description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=("show", "spark-conf"))
+    parser.add_argument("command", choices=("show", "spark-conf", "reference"))
+    parser.add_argument(
+        "--update", action="store_true", help="reference: rewrite the tables in the docs"
+    )
     args = parser.parse_args(argv)
+    if args.command == "reference":
+        return _reference(update=args.update)
     try:
         settings = load_settings()
     except ConfigError as exc:

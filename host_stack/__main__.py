@@ -3,7 +3,8 @@
     python -m host_stack up                 start LocalStack, Spark and Airflow; print the login
     python -m host_stack status             what runs, and what each service says
     python -m host_stack env [--json]       KEY=value lines for clients (API URL, login, endpoint)
-    python -m host_stack run-pipeline [--date YYYY-MM-DD] [--down]
+    python -m host_stack run-pipeline [--date YYYY-MM-DD] [--dag DAG_ID] [--down]
+    python -m host_stack ls [PREFIX | s3://BUCKET/PREFIX]   objects in the stack's S3
     python -m host_stack down [--clean]     stop everything (--clean also deletes .stack/)
 
 Ports move with AIRFLOW_API_PORT, SPARK_MASTER_PORT, SPARK_MASTER_WEBUI_PORT, LOCALSTACK_PORT
@@ -83,17 +84,38 @@ def cmd_env(stack: Stack, args: argparse.Namespace) -> int:
 
 
 def cmd_run_pipeline(stack: Stack, args: argparse.Namespace) -> int:
-    from host_stack.stack import run_pipeline
+    from host_stack.stack import PIPELINE_DAGS, run_pipeline
 
     try:
         info = stack.up(timeout=args.timeout)
         _print_login(stack, info)
-        ok = run_pipeline(stack, info, args.date, timeout=args.run_timeout)
+        dags = args.dag or PIPELINE_DAGS
+        ok = run_pipeline(
+            stack, info, args.date, timeout=args.run_timeout, dags=dags, stays_up=not args.down
+        )
     finally:
         if args.down:
             stack.down()
             print("stack stopped (--down)")
     return 0 if ok else 1
+
+
+def cmd_ls(stack: Stack, args: argparse.Namespace) -> int:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from host_stack.stack import list_objects
+
+    settings = stack.pipeline_settings()
+    try:
+        lines = list_objects(settings, args.where)
+    except ClientError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except BotoCoreError as exc:
+        print(f"error: {exc}; is the stack up? (nox -s up)", file=sys.stderr)
+        return 2
+    print("\n".join(lines) if lines else f"nothing under {args.where or settings.data_bucket}")
+    return 0
 
 
 def _date(text: str) -> str:
@@ -116,9 +138,17 @@ def main(argv: list[str] | None = None) -> int:
     env.add_argument("--json", action="store_true", help="one JSON object instead")
     run = sub.add_parser("run-pipeline", help="up, then generation and processing for a date")
     run.add_argument("--date", type=_date, default=DEFAULT_PIPELINE_DATE)
+    run.add_argument(
+        "--dag",
+        action="append",
+        choices=("data_generation", "data_processing"),
+        help="run only this DAG (repeatable); default both",
+    )
     run.add_argument("--down", action="store_true", help="stop the stack afterwards")
     run.add_argument("--timeout", type=float, default=300, help="seconds to wait for the stack")
     run.add_argument("--run-timeout", type=float, default=900, help="seconds per DAG run")
+    ls = sub.add_parser("ls", help="list objects in the stack's S3 (LocalStack)")
+    ls.add_argument("where", nargs="?", default="", help="a prefix of the data bucket, or s3://...")
     args = parser.parse_args(argv)
     commands = {
         "up": cmd_up,
@@ -126,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         "status": cmd_status,
         "env": cmd_env,
         "run-pipeline": cmd_run_pipeline,
+        "ls": cmd_ls,
     }
     try:
         stack = Stack(settings=StackSettings.from_env())

@@ -183,8 +183,8 @@ class AirflowHost:
         if waiting:
             return False, "not healthy yet: " + ", ".join(waiting)
         # Task processes talk to the execution API, a Cadwyn app that builds its versioned
-        # routes on its first request: 2.9 s measured on 2 cores, paid by the first task of the
-        # first run unless it is asked here. Its health route needs no token.
+        # routes on its first request: seconds the first task of the first run would wait
+        # unless it is asked here (docs/performance.md). Its health route needs no token.
         try:
             response = httpx.get(f"{self.execution_api_url}/health", timeout=EXECUTION_API_TIMEOUT)
         except httpx.HTTPError as exc:

@@ -23,6 +23,8 @@ import sys
 import time
 from pathlib import Path
 
+from host_stack.doctor import docker_engine_answers
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STATE_DIR = REPO_ROOT / ".stack" / "docker-engine"
 START_TIMEOUT_SECONDS = 60
@@ -42,9 +44,9 @@ def _quiet(command: list[str], timeout: float = 30) -> bool:
     return probe.returncode == 0
 
 
-def engine_answers(docker: str = "docker") -> bool:
+def engine_answers() -> bool:
     """A Docker engine answers (`docker info`), not just a docker client on PATH."""
-    return shutil.which(docker) is not None and _quiet([docker, "info"])
+    return docker_engine_answers()
 
 
 def compose_answers(docker: str = "docker") -> bool:

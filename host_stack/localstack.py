@@ -9,7 +9,6 @@ All of its state (volume dir, host-mode filesystem, temp files, log) stays under
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
 import signal
@@ -24,6 +23,8 @@ from types import TracebackType
 
 import boto3
 from botocore.exceptions import ClientError
+
+from host_stack.stack_settings import port_in_use
 
 LOCALSTACK_PYTHON_ENV = "LOCALSTACK_PYTHON"
 DEFAULT_SERVICES = ("s3", "sts", "iam", "cloudformation", "ec2", "ssm")
@@ -52,19 +53,6 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
-
-
-def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
-    """True if something listens on host:port (TIME_WAIT leftovers do not count)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        # SO_REUSEADDR, as servers set it: a listener still blocks the bind on Linux, while the
-        # TIME_WAIT sockets a previous run's connections left behind do not.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError as exc:
-            return exc.errno in (errno.EADDRINUSE, errno.EACCES)
-    return False
 
 
 class LocalStack:

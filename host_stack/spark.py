@@ -76,7 +76,7 @@ class SparkStandalone:
         env.update(
             {
                 "SPARK_HOME": str(pyspark_home()),
-                # The machine's hostname resolves oddly (FACTS.md): bind everything to loopback.
+                # A hostname may not resolve to a reachable address: bind everything to loopback.
                 "SPARK_LOCAL_IP": self.host,
                 "SPARK_LOCAL_HOSTNAME": self.host,
                 "SPARK_DAEMON_MEMORY": self.daemon_memory,

@@ -29,9 +29,8 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from types import MappingProxyType
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
@@ -48,6 +47,7 @@ from host_stack.localstack import (
 )
 from host_stack.spark import SparkStandalone
 from host_stack.spark_cds import SparkQuickStart
+from host_stack.stack_settings import STACK_ENV_NAMES, StackError, StackSettings  # noqa: F401 (re-exported)
 from host_stack.supervise import REAP_IDLE_SECONDS, supervised
 
 if TYPE_CHECKING:
@@ -73,96 +73,6 @@ PIPELINE_ENV_FILE = "pipeline_env"
 # to find children that left their process group (e.g. Spark executors, task processes).
 MARKER_ENV = "HOST_STACK_STATE_DIR"
 Report = Callable[[str], None]
-
-
-class StackError(RuntimeError):
-    """The local stack could not be configured, started or stopped."""
-
-
-# --- the stack's own settings -------------------------------------------------------------------
-
-# StackSettings field -> the environment variable that sets it.
-STACK_ENV_NAMES = MappingProxyType(
-    {
-        "airflow_api_port": "AIRFLOW_API_PORT",
-        "spark_master_port": "SPARK_MASTER_PORT",
-        "spark_master_webui_port": "SPARK_MASTER_WEBUI_PORT",
-        "spark_connect_port": "SPARK_CONNECT_PORT",
-        "localstack_port": "LOCALSTACK_PORT",
-        "emr_emulator_port": "EMR_EMULATOR_PORT",
-        "spark_worker_cores": "SPARK_WORKER_CORES",
-        "spark_worker_memory": "SPARK_WORKER_MEMORY",
-        "schedules": "STACK_SCHEDULES",
-        "spark_quick_start": "STACK_SPARK_QUICK_START",
-        "state_dir": "STACK_STATE_DIR",
-    }
-)
-
-
-@dataclass(frozen=True)
-class StackSettings:
-    """Ports and sizes of the host-mode stack; each field has an env var (STACK_ENV_NAMES)."""
-
-    airflow_api_port: int = 8080
-    spark_master_port: int = 7077
-    spark_master_webui_port: int = 8081
-    # Only with SPARK_CONNECT_URL set (envs/local): the Spark Connect server's gRPC port.
-    spark_connect_port: int = 15002
-    localstack_port: int = 4566
-    # Only with PIPELINE_ENV=aws: the EMR emulator of the offline aws rehearsal.
-    emr_emulator_port: int = 4570
-    spark_worker_cores: int = 2
-    spark_worker_memory: str = "2g"
-    # Off: runs start only when triggered (UI, run-pipeline, e2e), so unpausing a DAG does not
-    # start today's scheduled run next to yours on a 2-core laptop. On: schedules fire as in aws.
-    schedules: bool = False
-    # On: local jobs start their JVMs from a class-data archive with the C1 compiler only
-    # (host_stack/spark_cds.py); off: the JVM's defaults, better for large local data.
-    spark_quick_start: bool = True
-    state_dir: Path = REPO_ROOT / ".stack"
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> StackSettings:
-        environ = os.environ if environ is None else environ
-        values: dict[str, object] = {}
-        for f in fields(cls):
-            name = STACK_ENV_NAMES[f.name]
-            raw = environ.get(name, "").strip()
-            if not raw:
-                continue
-            if f.name.endswith("_port") or f.name == "spark_worker_cores":
-                if not raw.isdigit() or not 0 < int(raw) < 65536:
-                    raise StackError(
-                        f"{name}={raw!r} (from the environment) is not valid; expected a whole "
-                        "number from 1 to 65535, like the default "
-                        f"{getattr(cls, f.name)}"
-                    )
-                values[f.name] = int(raw)
-            elif f.name in ("schedules", "spark_quick_start"):
-                if raw.lower() not in ("on", "off", "true", "false", "1", "0"):
-                    raise StackError(
-                        f"{name}={raw!r} (from the environment) is not valid; expected on or off"
-                    )
-                values[f.name] = raw.lower() in ("on", "true", "1")
-            elif f.name == "state_dir":
-                values[f.name] = Path(raw).expanduser().resolve()
-            else:
-                values[f.name] = raw
-        return cls(**values)  # type: ignore[arg-type]
-
-    def ports(self) -> list[tuple[int, str, str]]:
-        """(port, what listens there, env var that moves it) for every fixed port."""
-        return [
-            (self.localstack_port, "LocalStack", "LOCALSTACK_PORT"),
-            (self.emr_emulator_port, "EMR emulator", "EMR_EMULATOR_PORT"),
-            (self.spark_master_port, "Spark master", "SPARK_MASTER_PORT"),
-            (self.spark_master_webui_port, "Spark master web UI", "SPARK_MASTER_WEBUI_PORT"),
-            (self.spark_connect_port, "Spark Connect server", "SPARK_CONNECT_PORT"),
-            (self.airflow_api_port, "Airflow API server / UI", "AIRFLOW_API_PORT"),
-            # Airflow's task and triggerer log servers follow the API port (host_stack/airflow.py).
-            (self.airflow_api_port + 713, "Airflow task log server", "AIRFLOW_API_PORT"),
-            (self.airflow_api_port + 714, "Airflow triggerer log server", "AIRFLOW_API_PORT"),
-        ]
 
 
 # --- processes ----------------------------------------------------------------------------------
@@ -348,9 +258,9 @@ class Stack:
 
         It gets the jobs' settings without the class-data archive (its JVMs start once). Its
         driver keeps the JIT's optimising compiler (C2): it plans every query of every run, and
-        C1 alone made a warm processor run 1.5-3 s slower. Under the quick start its executor
-        gets C1 only: on a developer's 10k rows C2 spent 38 s of CPU compiling in the executor
-        over ten job runs, half of all its CPU, on the same two cores the runs need."""
+        C1 alone made warm runs slower. Under the quick start its executor gets C1 only: on a
+        developer's small days C2's compiling took about half of the executor's CPU, on the same
+        cores the runs need (docs/performance.md)."""
         from config.config import load_settings
 
         settings = self.pipeline_settings()  # URL and master already point at this stack
@@ -631,8 +541,8 @@ class Stack:
         if connect is not None:
             waiting.add(SPARK_CONNECT)
             watched.append(SPARK_CONNECT)
-        # A server started now gets its JIT warmed before `up` returns: the first DAG run after
-        # `up` took 82-96 s instead of 47-55 s for a later one (an e2e cycle on 2 cores).
+        # A server started now gets its JIT warmed before `up` returns: without it the first DAG
+        # runs after `up` are much slower than later ones (docs/performance.md).
         warmup_spawned = not want_connect
         if want_connect:
             waiting.add(SPARK_CONNECT_WARMUP)
@@ -933,18 +843,28 @@ def airflow_integration_env(settings: Settings) -> dict[str, str]:
 PIPELINE_DAGS = ("data_generation", "data_processing")
 
 
-def run_pipeline(stack: Stack, info: Mapping[str, str], day: str, timeout: float = 900) -> bool:
-    """Generation then processing for `day` through Airflow's REST API; print a summary."""
+def run_pipeline(
+    stack: Stack,
+    info: Mapping[str, str],
+    day: str,
+    *,
+    timeout: float = 900,
+    dags: Iterable[str] = PIPELINE_DAGS,
+    stays_up: bool = True,
+) -> bool:
+    """Generation then processing for `day` (or only `dags`) through Airflow's REST API; print a
+    summary and what to do next."""
     from host_stack.airflow import AirflowApi
 
     report = stack.report
+    dags = [dag_id for dag_id in PIPELINE_DAGS if dag_id in set(dags)]
     api = AirflowApi(info["AIRFLOW_API_URL"], info["AIRFLOW_USERNAME"], info["AIRFLOW_PASSWORD"])
     started = time.monotonic()
     try:
-        for dag_id in PIPELINE_DAGS:
+        for dag_id in dags:
             api.wait_for_dag(dag_id)
             api.unpause(dag_id)
-        for dag_id in PIPELINE_DAGS:
+        for dag_id in dags:
             run_id = api.run_for_date(dag_id, day)
             report(f"{dag_id}: run {run_id} for {day}")
             run = api.wait_for_run(
@@ -953,16 +873,20 @@ def run_pipeline(stack: Stack, info: Mapping[str, str], day: str, timeout: float
             if run["state"] != "success":
                 report(f"{dag_id} run {run_id} ended {run['state']}:")
                 report(api.failure_report(dag_id, run_id))
+                report(next_steps(stack, info, day, stays_up))
                 return False
     finally:
         api.close()
-    report(f"\nboth DAGs succeeded for {day} in {time.monotonic() - started:.0f}s")
-    report(pipeline_summary(stack.pipeline_settings(), day))
+    what = "both DAGs" if len(dags) == len(PIPELINE_DAGS) else ", ".join(dags)
+    report(f"\n{what} succeeded for {day} in {time.monotonic() - started:.0f}s")
+    if "data_processing" in dags:
+        report(pipeline_summary(stack.pipeline_settings(), day))
+    report(next_steps(stack, info, day, stays_up))
     return True
 
 
 def pipeline_summary(settings: Settings, day: str) -> str:
-    """Counts from the day's quality report and where the data and logs are."""
+    """Counts from the day's quality report."""
     import boto3
 
     s3 = boto3.client("s3", **settings.boto3_client_kwargs())
@@ -979,10 +903,46 @@ def pipeline_summary(settings: Settings, day: str) -> str:
             f" (reconciled: {quality['reconciled']})",
             f"  quarantined by reason: {reasons or 'none'}",
             f"  table rows: {tables}",
-            f"raw data        {settings.raw_uri}/orders/dt={day}/",
-            f"processed data  {settings.processed_uri}/<table>/dt={day}/",
-            f"task logs       {settings.logs_uri}/",
-            f"browse: aws --endpoint-url {settings.aws_endpoint_url} s3 ls "
-            f"s3://{settings.data_bucket}/ --recursive",
         ]
     )
+
+
+def next_steps(stack: Stack, info: Mapping[str, str], day: str, stays_up: bool = True) -> str:
+    """What a user does after a run: where to look, how to rerun, how to stop."""
+    settings = stack.pipeline_settings()
+    login = f"{info['AIRFLOW_USERNAME']} / {info['AIRFLOW_PASSWORD']}"
+    lines = ["", "next:"]
+    if stays_up:
+        lines.append(f"  Airflow UI      {info['AIRFLOW_API_URL']}   login {login}")
+    lines += [
+        f"  raw data        {settings.raw_uri}/orders/dt={day}/",
+        f"  processed data  {settings.processed_uri}/<table>/dt={day}/",
+        f"  task logs       {settings.logs_uri}/  (also in the UI, per task)",
+        f"  stack logs      {stack.log_dir}/<service>.log",
+    ]
+    if stays_up:
+        lines.append(f"  list the data   nox -s ls -- {settings.processed_prefix}/")
+    lines.append(f"  rerun one DAG   nox -s pipeline -- --dag data_processing --date {day}")
+    lines.append(
+        "  stop the stack  nox -s down"
+        if stays_up
+        else "  the stack is stopped (--down); its S3 data is gone with LocalStack"
+    )
+    return "\n".join(lines)
+
+
+def list_objects(settings: Settings, where: str = "") -> list[str]:
+    """`size  s3://bucket/key` for every object under `where`: s3://bucket/prefix, or a prefix
+    of the data bucket (raw/, processed/orders/...)."""
+    import boto3
+
+    if where.startswith("s3://"):
+        bucket, _, prefix = where.removeprefix("s3://").partition("/")
+    else:
+        bucket, prefix = settings.data_bucket, where.lstrip("/")
+    s3 = boto3.client("s3", **settings.boto3_client_kwargs())
+    lines = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            lines.append(f"{item['Size']:>12}  s3://{bucket}/{item['Key']}")
+    return lines

@@ -88,7 +88,8 @@ class DaemonReaper:
 
 # How long a session's Python daemon may sit without workers before it is stopped: Spark itself
 # stops idle workers after a minute, so this is about 1.5-2 minutes after a session's last use.
-# Back-to-back e2e cycles (a session every 15 s or so) kept about 85 daemons, 6 GB RSS, at 120 s.
+# Short, because back-to-back runs open a session every few seconds and a longer wait let the
+# daemons pile up by the dozen (figures in docs/reliability.md).
 REAP_IDLE_SECONDS = 30.0
 
 

@@ -89,8 +89,8 @@ MANIFEST_NAME = "_manifest.json"
 
 CORRUPT_COLUMN = "_corrupt_record"
 # While process_day runs: its cache (one day of checked lines, read by every table's write) is
-# kept uncompressed. Compressing and decompressing it cost more CPU than anything it saved: 200k
-# lines, local[2], warm: 25.4 s against 30.4 s for the whole day (the writes 11 s against 15 s).
+# kept uncompressed: compressing and decompressing it cost more CPU than it saved, on 2 cores
+# where the job is CPU-bound (docs/performance.md).
 CACHE_CONF = {"spark.sql.inMemoryColumnarStorage.compressed": "false"}
 # Strict JSON: single-quoted strings are not JSON (Spark allows them by default).
 JSON_OPTIONS = {
@@ -942,7 +942,7 @@ def build_tables(kept: DataFrame, day: str | date) -> dict[str, DataFrame]:
         "orders": orders,
         "order_items": order_items,
         # One file, but not one task for the aggregation: coalesce(1) would run the merge of
-        # every order's max_by in a single task (7.9 s against 6.6 s on a 2M-line day).
+        # every order's max_by in a single task, on one core.
         "customers": customers.repartition(1),
         "payments": payments,
         "daily_sales": daily_sales,

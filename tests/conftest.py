@@ -11,7 +11,7 @@ import pytest
 from host_stack.localstack import LocalStack, create_buckets, find_localstack_python, free_port
 from spark_jobs.common.storage import Storage
 
-# Spark resolves this machine's hostname oddly (FACTS.md); bind everything to loopback.
+# A machine's hostname may not resolve to a reachable address; bind Spark to loopback.
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 # Python workers default to `python3` on PATH, which outside an activated venv lacks pyarrow.
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)

@@ -1,7 +1,8 @@
 """The EMR emulator: moto's EMR API, plus a cluster lifecycle that really runs the steps.
 
 moto parses and answers the EMR API (ids, Describe/List shapes, instance groups, tags) but never
-moves a cluster or a step (FACTS.md). `EmrEmulator` is a WSGI app in front of moto's EMR app:
+moves a cluster or a step (its steps stay RUNNING or PENDING forever). `EmrEmulator` is a WSGI
+app in front of moto's EMR app:
 
 - before moto: the request is checked as EMR checks it (validation.py) and refused with EMR's
   error code; TerminateJobFlows is the emulator's own (it must stop running steps);

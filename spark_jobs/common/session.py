@@ -40,9 +40,9 @@ CONNECT_URL_ENV = "SPARK_CONNECT_URL"
 
 # PySpark's DataFrame debugging sends the Python call site of every Column function call to the
 # JVM, for the query context of error messages: about eight py4j round trips per call on top of
-# the call itself. The processor builds its validation from about 1,100 such calls, so that is
-# 10k of its 16.6k round trips: 3.3 s against 1.8 s to build them in a new JVM (1.0 s against
-# 2.0 s warm). Errors keep their message and the Spark plan; they lose the Python line.
+# the call itself. The processor builds its validation from about 1,100 such calls, so most of
+# its round trips are these, and building it takes about half as long without them
+# (docs/performance.md). Errors keep their message and the Spark plan; they lose the Python line.
 JOB_SESSION_CONF = {"spark.python.sql.dataFrameDebugging.enabled": "false"}
 
 T = TypeVar("T")
@@ -124,9 +124,9 @@ def cached_view(
     Every plan built on the yielded DataFrame refers to the view by name. Spark keeps the view's
     analyzed plan, so a query on it skips analysing df's expressions again and finds the cached
     data at once. Otherwise each query re-sends, re-analyses and re-canonicalises df's whole plan
-    to match it with the cache: 0.2-0.5 s per query for the processor's validation, on a Spark
-    Connect server more than once per write. The view (unique to this block) is dropped and df
-    unpersisted on exit.
+    to match it with the cache: a noticeable part of a second per query for the processor's
+    validation, on a Spark Connect server more than once per write. The view (unique to this
+    block) is dropped and df unpersisted on exit.
     """
     spark = df.sparkSession
     view = f"{name}_{uuid.uuid4().hex[:12]}"

@@ -733,7 +733,7 @@ class Storage:
         df = self.spark.read.option("lineSep", "\n").text(self._spark_path(uri_dir))
         line = F.col("value")
         # A byte test first: only the few lines that end in \r pay for the trim (rtrim with a
-        # trim string on every line took 4.4 s more than the read itself on 2M lines).
+        # trim string walks every character of every line, which cost more than the read).
         line = F.when(line.endswith("\r"), F.regexp_replace(line, r"\r+\z", "")).otherwise(line)
         value = F.make_valid_utf8(line)
         source = F.col("_metadata.file_path")
@@ -763,12 +763,10 @@ class Storage:
         """How many writes under uri a job should run at once (None: no limit).
 
         Spark's own writers gain from running side by side: one write's planning and commit
-        overlap another's tasks (the processor's six tables in one local[2] JVM: 4.8 s against
-        7.2 s one after another). A pyarrow data source write runs its planning and its commit
+        overlap another's tasks. A pyarrow data source write runs its planning and its commit
         in Python workers on the driver, and a worker serves one write at a time, so concurrent
-        writes start new ones, each importing pyarrow again: on the local Spark Connect server
-        the processor took 10.5-11.3 s with its six writes concurrent and 9.5-9.8 s with one at a
-        time (10k lines through LocalStack, five alternating pairs)."""
+        writes start new ones, each importing pyarrow again: there one write at a time is
+        quicker (measured both ways: docs/performance.md)."""
         return 1 if self.backend(uri) == "arrow" else None
 
     def write_parquet(self, df: DataFrame, uri_dir: str) -> None:

@@ -9,7 +9,7 @@ Figures, never pass/fail on time. Each one is the wall time of a `nox` command r
   first   `nox -s down`, `nox -s up`, then `nox -s e2e_local`: the first cycle on a new stack,
           which is a warm cycle too (--first N stacks): goal at most 60 s
 
-Writes bench-results/e2e_local.json and bench-results/e2e_local.md (the table the README
+Writes bench-results/e2e_local.json and bench-results/e2e_local.md (the table docs/performance.md
 quotes), each command's output to bench-results/e2e_local-logs/, and leaves the stack down.
 It refuses to start while a stack is up: the cold run deletes its state.
 """
@@ -40,7 +40,7 @@ def nox_command() -> list[str]:
     """How to call nox from here: the `nox` on PATH (what the README installs)."""
     found = shutil.which("nox")
     if found is None:
-        raise BenchError("nox is not on PATH; install it as the README says (pip install nox)")
+        raise BenchError('nox is not on PATH; install it (README): pipx install "nox[uv]"')
     return [found]
 
 

@@ -1,8 +1,8 @@
 """Benchmarks: figures, never pass/fail on time. `nox -s bench` runs this module.
 
-Writes bench-results/bench.json and bench-results/bench.md (the table the README quotes), and
-prints the table. Each figure comes from this run on this machine; ratios compare two things
-measured in the same run, so a slower or busier machine moves both sides.
+Writes bench-results/bench.json and bench-results/bench.md (the table docs/performance.md
+quotes), and prints the table. Each figure comes from this run on this machine; ratios compare
+two things measured in the same run, so a slower or busier machine moves both sides.
 
   generator   rows/s of spark_jobs.data_generator vs the per-row Faker baseline (target >= 50x)
   processor   MB/s of raw JSON through spark_jobs.data_processor vs DuckDB JSON -> Parquet
@@ -155,7 +155,7 @@ def two_tables(spark, day_dir: Path, target: Path) -> None:
     nothing else: no validation, dedupe, quarantine, customers, payments or daily sales.
 
     Its own parse per table, because Spark's JSON reader then parses only the fields a table
-    needs: 18.5 s on the 2M-line day against 19.9 s for one cached parse (2026-11-25)."""
+    needs, which beat one cached parse of every field (docs/performance.md)."""
     from pyspark.sql import functions as F  # noqa: N812  (Spark's own convention)
 
     read_raw(spark, day_dir).select(
@@ -261,7 +261,7 @@ def measured_on_line(results: dict[str, Any]) -> str:
 
 
 def write_results(name: str, results: dict[str, Any], table: str) -> None:
-    """bench-results/<name>.json and <name>.md (the table the README quotes); print the table."""
+    """bench-results/<name>.json and <name>.md (the table docs/performance.md quotes); print."""
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
     (RESULTS / f"{name}.md").write_text(table)

@@ -1,8 +1,8 @@
 """`dag.test()` of the aws DAGs against moto's in-process EMR and S3 (real Airflow, no network).
 
-moto never finishes an EMR step by itself (FACTS.md), so a thread plays the cluster: it moves
-each RUNNING step to the outcome under test. The cluster must end TERMINATED either way, and a
-FAILED step must fail the run.
+moto never finishes an EMR step by itself (its state manager does not cover EMR), so a thread
+plays the cluster: it moves each RUNNING step to the outcome under test. The cluster must end
+TERMINATED either way, and a FAILED step must fail the run.
 
 Deferral cannot run here (the triggers use aiobotocore, which moto does not intercept), so the
 tests switch the DAG's deferrable tasks to poking; the DAGs themselves stay deferrable

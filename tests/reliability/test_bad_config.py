@@ -19,7 +19,7 @@ import pytest
 
 from config.config import KEYS, Settings
 from host_stack.localstack import free_port
-from host_stack.stack import STACK_ENV_NAMES
+from host_stack.stack_settings import STACK_ENV_NAMES
 from spark_jobs import data_generator, data_processor
 from tests.unit.test_config import committed_lines, config_error, envs_dir_with
 

@@ -108,7 +108,7 @@ def test_local_paths_use_spark(spark, tmp_path):
 @pytest.mark.localstack
 @pytest.mark.parametrize("scheme", ["s3", "s3a"])
 def test_s3_uses_arrow_without_hadoop_aws(s3_storage, scheme, caplog):
-    # pip's pyspark has no hadoop-aws (FACTS.md): the JVM cannot open s3/s3a here.
+    # pip's pyspark ships no hadoop-aws and no AWS SDK: the JVM cannot open s3/s3a here.
     with caplog.at_level("INFO", logger="spark_jobs.common.storage"):
         assert s3_storage.backend(f"{scheme}://bucket/key") == "arrow"
         assert s3_storage.backend(f"{scheme}://other/key") == "arrow"
