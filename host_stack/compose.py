@@ -6,12 +6,12 @@ Two stacks, each docker-compose.yml (the EC2 stack: Celery, Postgres, Redis) plu
   AWS emulated (LocalStack, the EMR emulator), PIPELINE_ENV=aws.
 
     python -m host_stack.compose e2e  --stack local [pytest args]   # up, tests, down -v
-    python -m host_stack.compose up   --stack local                 # build (once), up --wait
+    python -m host_stack.compose up   --stack local                 # build, up --wait
     python -m host_stack.compose env  --stack local [--json]        # the tests' environment
     python -m host_stack.compose down --stack local                 # down -v
 
 `up` makes sure an engine answers (host_stack/docker_engine.py) and .env has the secrets
-(orchestration/compose_secrets.py), builds each image once (the services that share an image
+(orchestration/compose_secrets.py), builds each image (once: the services that share an image
 share its build), then waits for every healthcheck. `plan()` says what runs, as data (pure:
 tests/compose checks it against the rendered files). Standard library only.
 """
@@ -131,27 +131,13 @@ def _run(command: list[str], **kwargs) -> int:
     return subprocess.run(command, check=False, **kwargs).returncode
 
 
-def _images_missing(stack: ComposeStack, root: Path) -> bool:
-    """Whether any image of the stack's builds is absent (then `up` builds them first)."""
-    out = subprocess.run(
-        compose_command(stack, "config", "--images"),
-        cwd=root, capture_output=True, text=True, check=True,
-    ).stdout.split()  # fmt: skip
-    return any(
-        subprocess.run(["docker", "image", "inspect", image], capture_output=True, check=False)
-        .returncode != 0
-        for image in out
-        if image.startswith("builditall-")
-    )  # fmt: skip
-
-
 def _stack_plan(stack: ComposeStack, root: Path, pytest_args: Sequence[str] = ()) -> Plan:
     return plan(stack, os.environ, read_env_file(root / ".env"), sys.executable, pytest_args)
 
 
-def up(stack: ComposeStack, root: Path = REPO_ROOT, *, build: bool = False) -> int:
-    """An engine, the secrets, the images (built when missing, or always with `build`), and
-    every service healthy."""
+def up(stack: ComposeStack, root: Path = REPO_ROOT) -> int:
+    """An engine, the secrets, the images (built every time: an unchanged image is all cache
+    hits, a changed Dockerfile or lock is never missed), and every service healthy."""
     from host_stack.docker_engine import EngineError, ensure_compose_plugin, start
 
     try:
@@ -164,16 +150,15 @@ def up(stack: ComposeStack, root: Path = REPO_ROOT, *, build: bool = False) -> i
     if added:
         print(f"wrote fresh {', '.join(added)} to {root / '.env'} (untracked)", flush=True)
     steps = _stack_plan(stack, root)
-    if build or _images_missing(stack, root):
-        code = _run(steps.build, cwd=root)
-        if code != 0:
-            print(
-                "error: the image build failed. Without a registry, build the stand-in base "
-                "images first (nox -s docker_images); without Maven Central, set "
-                "S3A_CONNECTOR=none (docs/docker.md)",
-                file=sys.stderr,
-            )
-            return code
+    code = _run(steps.build, cwd=root)
+    if code != 0:
+        print(
+            "error: the image build failed. Without a registry, build the stand-in base images "
+            "first (nox -s docker_images); without Maven Central, set S3A_CONNECTOR=none; behind "
+            "a TLS-inspecting proxy, set BUILD_CA_CERTIFICATES (docs/docker.md)",
+            file=sys.stderr,
+        )
+        return code
     code = _run(steps.up, cwd=root)
     if code != 0:
         _run(steps.ps, cwd=root)
@@ -208,7 +193,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("action", choices=("e2e", "up", "down", "env"))
     parser.add_argument("--stack", choices=sorted(STACKS), default="local")
-    parser.add_argument("--build", action="store_true", help="up: rebuild the images first")
     parser.add_argument("--json", action="store_true", help="env: one JSON object")
     args, rest = parser.parse_known_args(argv)
     stack = STACKS[args.stack]
@@ -217,7 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if rest:
         parser.error(f"unexpected arguments: {' '.join(rest)}")
     if args.action == "up":
-        return up(stack, build=args.build)
+        return up(stack)
     if args.action == "down":
         return down(stack)
     env = _stack_plan(stack, REPO_ROOT).test_env

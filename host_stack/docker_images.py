@@ -122,18 +122,20 @@ def update_env_file(path: Path, settings: Mapping[str, str]) -> None:
 
 
 def build(env_file: Path = REPO_ROOT / ".env", *, rebuild: bool = False) -> dict[str, str]:
-    """Build every stand-in (reusing what exists unless `rebuild`) and record the settings."""
+    """Build every stand-in (on the Debian bases there are, unless `rebuild`) and record the
+    settings."""
     copied = copy_ca_certificates(os.environ, read_env_file(env_file))
     if copied:
         print(f"extra CA certificates for the builds: {copied}", flush=True)
     for release in sorted({standin.debian for standin in STANDINS}):
         if rebuild or not _image_exists(debian_base(release)):
             build_debian_base(release)
+    # Always built: when nothing changed every step is a cache hit, and a changed Dockerfile
+    # is never missed. Only the Debian bases are reused (`rebuild` makes them again).
     for standin in STANDINS:
-        if rebuild or not _image_exists(standin.name):
-            _run(["docker", "build", "--quiet", "--file", standin.dockerfile,
-                  "--build-arg", f"DEBIAN_IMAGE={debian_base(standin.debian)}",
-                  "--tag", standin.name, "."], cwd=REPO_ROOT)  # fmt: skip
+        _run(["docker", "build", "--quiet", "--file", standin.dockerfile,
+              "--build-arg", f"DEBIAN_IMAGE={debian_base(standin.debian)}",
+              "--tag", standin.name, "."], cwd=REPO_ROOT)  # fmt: skip
     settings = {standin.setting: standin.name for standin in STANDINS}
     update_env_file(env_file, settings)
     return settings
@@ -143,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m host_stack.docker_images", description=__doc__.splitlines()[0]
     )
-    parser.add_argument("--rebuild", action="store_true", help="rebuild even what exists")
+    parser.add_argument("--rebuild", action="store_true", help="bootstrap the Debian bases again")
     parser.add_argument("--env-file", type=Path, default=REPO_ROOT / ".env")
     args = parser.parse_args(argv)
     settings = build(args.env_file, rebuild=args.rebuild)
