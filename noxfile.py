@@ -214,6 +214,15 @@ def _check_machine(session: nox.Session) -> None:
 
 
 @pipeline_session
+def bench_docker(session: nox.Session) -> None:
+    """The compose stacks' wall times to bench-results/: a cold start (images built), a start
+    with images cached and warm e2e cycles, for the local and the aws stack (docs/docker.md)."""
+    env = _pipeline_env(session)
+    _run(session, env, "python", "-m", "host_stack.docker_engine", "start")
+    _run(session, env, "python", "-m", "tests.benchmarks.docker_stacks", *session.posargs)
+
+
+@pipeline_session
 def up(session: nox.Session) -> None:
     """Start the local stack as host processes (LocalStack, Spark, Airflow); print the login."""
     _check_machine(session)
