@@ -78,4 +78,3 @@ RUN case "${S3A_CONNECTOR}" in \
     esac \
     && rm /tmp/s3a_jars.py
 USER 50000
-

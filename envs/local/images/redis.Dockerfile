@@ -13,5 +13,7 @@ RUN apt-get update \
 WORKDIR /data
 VOLUME /data
 EXPOSE 6379
+# The redis user Debian's package creates; its uid is fixed when the image is built.
+# hadolint ignore=DL3066
 USER redis
 CMD ["redis-server", "--bind", "0.0.0.0", "--protected-mode", "no", "--dir", "/data"]
