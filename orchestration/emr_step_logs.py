@@ -123,6 +123,9 @@ class StepLogReport:
                 f"Cluster {cluster_id} is {cluster_status['State']} "
                 f"({reason.get('Code', 'no code')}: {reason.get('Message', 'no message')})."
             )
+        if state == "CANCELLED" and not (status.get("Timeline") or {}).get("StartDateTime"):
+            out.append("The step never started, so it has no logs.")
+            return out
         log_uri = cluster.get("LogUri")
         if not log_uri:
             out.append(

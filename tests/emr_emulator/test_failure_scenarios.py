@@ -197,6 +197,8 @@ def test_a_failing_bootstrap_action_ends_the_cluster_and_the_task_log_says_why(
     assert "is CANCELLED" in log
     assert f"Cluster {cluster_id} is TERMINATED_WITH_ERRORS (BOOTSTRAP_FAILURE: " in log
     assert "bootstrap action 1 returned a non-zero return code" in log
+    # No wait for logs a step that never ran cannot have.
+    assert "The step never started, so it has no logs." in log
 
 
 def test_a_step_past_its_timeout_fails_the_sensor_and_the_teardown_cancels_it(
