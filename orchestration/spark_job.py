@@ -57,6 +57,9 @@ DAGRUN_TIMEOUT = timedelta(hours=8)
 # often EMR is polled meanwhile is config (EMR_STEP_POLL_SECONDS, EMR_TERMINATION_POLL_SECONDS).
 SPARK_JOB_TIMEOUT = timedelta(hours=3)
 CLUSTER_TERMINATION_WAIT = timedelta(minutes=30)
+# How long a failed step's sensor waits for EMR to ship the step's logs to S3 (it ships them
+# every few minutes); the task log then shows their last lines, or the URI to look at later.
+STEP_LOG_WAIT = timedelta(minutes=5)
 # How long processing waits for the generator's _SUCCESS marker of the same day.
 RAW_DAY_TIMEOUT = timedelta(hours=4)
 RAW_DAY_POKE_INTERVAL = timedelta(minutes=5)
@@ -273,7 +276,8 @@ def _emr_tasks(job: SparkJob, settings: Settings, *, deferrable: bool) -> None:
         EmrCreateJobFlowOperator,
         EmrTerminateJobFlowOperator,
     )
-    from airflow.providers.amazon.aws.sensors.emr import EmrStepSensor
+
+    from orchestration.emr_step_logs import EmrStepSensorWithLogs
 
     create_cluster = EmrCreateJobFlowOperator(
         task_id="create_cluster",
@@ -289,7 +293,8 @@ def _emr_tasks(job: SparkJob, settings: Settings, *, deferrable: bool) -> None:
         aws_conn_id=AWS_CONN_ID,
     )
     poke_seconds = settings.emr_step_poll_seconds
-    wait_for_step = EmrStepSensor(
+    # The provider's EmrStepSensor, plus the step's FailureDetails and log tails when it fails.
+    wait_for_step = EmrStepSensorWithLogs(
         task_id="wait_for_step",
         job_flow_id=create_cluster.output,
         step_id=f"{{{{ ti.xcom_pull(task_ids='{add_step.task_id}')[0] }}}}",
@@ -301,6 +306,7 @@ def _emr_tasks(job: SparkJob, settings: Settings, *, deferrable: bool) -> None:
         execution_timeout=SPARK_JOB_TIMEOUT + timedelta(minutes=10),
         # A FAILED step stays FAILED: retrying the sensor would only delay the failure.
         retries=0,
+        log_wait_seconds=STEP_LOG_WAIT.total_seconds(),
     )
     terminate_cluster = EmrTerminateJobFlowOperator(
         task_id="terminate_cluster",

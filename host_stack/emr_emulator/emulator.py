@@ -16,6 +16,12 @@ app in front of moto's EMR app:
   AutoTerminationPolicy.IdleTimeout seconds of idleness.
 
 States and timings are real: a step is RUNNING exactly while its process runs.
+
+Test hook (never set by the pipeline, and meaningless to EMR, which only stores tags): a cluster
+tagged `emulator:step-log-delay-seconds=<n>` ships each step's logs n seconds after the step
+ends, as EMR ships them minutes late; FailureDetails name the URIs at once. Failing bootstrap
+actions and steps past a timeout need no hook: a syntax error in a bootstrap script fails the
+cluster with BOOTSTRAP_FAILURE, and a step that sleeps runs until it is cancelled.
 """
 
 from __future__ import annotations
@@ -57,6 +63,8 @@ JSON_CONTENT_TYPE = "application/x-amz-json-1.1"
 TARGET_PREFIX = "ElasticMapReduce."
 _CREDENTIAL_SCOPE_RE = re.compile(r"Credential=[^/]+/\d{8}/(?P<region>[a-z0-9-]+)/")
 TERMINATE_ACTIONS = ("TERMINATE_CLUSTER", "TERMINATE_JOB_FLOW")
+# Test hook: a cluster tag delaying its step logs (see the module docstring).
+STEP_LOG_DELAY_TAG = "emulator:step-log-delay-seconds"
 # How often an idle cluster's thread looks at its clock (it wakes at once for new steps).
 IDLE_TICK_SECONDS = 0.5
 
@@ -125,6 +133,13 @@ class ClusterRecord:
     def log_uri(self) -> str | None:
         uri = self.request.get("LogUri")
         return uri if uri and is_s3(uri) else None
+
+    @property
+    def step_log_delay(self) -> float:
+        for tag in self.request.get("Tags") or []:
+            if tag.get("Key") == STEP_LOG_DELAY_TAG:
+                return float(tag.get("Value") or 0)
+        return 0.0
 
     def log_key(self, step_id: str, name: str) -> tuple[str, str] | None:
         """(bucket, key) of a step log file under LogUri, as EMR lays them out."""
@@ -595,7 +610,11 @@ class EmrEmulator:
         return outcome
 
     def _ship_logs(self, record: ClusterRecord, step_id: str, run: StepRun) -> dict[str, str]:
-        """Upload controller/stdout/stderr gzipped under LogUri; return name -> s3:// URI."""
+        """Upload controller/stdout/stderr gzipped under LogUri; return name -> s3:// URI.
+
+        With the step-log-delay test hook, the uploads happen that many seconds later.
+        """
+        uploads: list[tuple[str, str, bytes]] = []
         shipped: dict[str, str] = {}
         for name, path in (
             ("controller", run.controller),
@@ -606,8 +625,26 @@ class EmrEmulator:
             if where is None:
                 return shipped
             bucket, key = where
+            uploads.append((bucket, key, gzip_to(path)))
+            shipped[name] = f"s3://{bucket}/{key}"
+        delay = record.step_log_delay
+        if delay > 0:
+            log.info("%s step %s: logs ship in %.0f s (test hook)", record.id, step_id, delay)
+            timer = threading.Timer(delay, self._upload_logs, args=(record, step_id, uploads))
+            timer.daemon = True
+            timer.start()
+            return shipped
+        failed = self._upload_logs(record, step_id, uploads)
+        return {name: uri for name, uri in shipped.items() if uri not in failed}
+
+    def _upload_logs(
+        self, record: ClusterRecord, step_id: str, uploads: list[tuple[str, str, bytes]]
+    ) -> set[str]:
+        """Put each log; return the URIs that could not be uploaded."""
+        failed = set()
+        for bucket, key, body in uploads:
             try:
-                self._s3.put_object(Bucket=bucket, Key=key, Body=gzip_to(path))
+                self._s3.put_object(Bucket=bucket, Key=key, Body=body)
             except Exception as exc:  # EMR does not fail a step for its logs either
                 log.warning(
                     "%s step %s: could not upload s3://%s/%s: %s",
@@ -617,9 +654,8 @@ class EmrEmulator:
                     key,
                     exc,
                 )
-                continue
-            shipped[name] = f"s3://{bucket}/{key}"
-        return shipped
+                failed.add(f"s3://{bucket}/{key}")
+        return failed
 
     # --- serving ----------------------------------------------------------------------------
 

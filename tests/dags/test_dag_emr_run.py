@@ -68,6 +68,9 @@ def aws_dag(dagbag, use_env, monkeypatch, airflow_db):
                 task.deferrable = False
             if hasattr(task, "poke_interval"):
                 task.poke_interval = 0.1
+            if hasattr(task, "log_wait_seconds"):
+                # moto's cluster never ships step logs: do not wait minutes for them.
+                task.log_wait_seconds = 0.5
             # Keep the DAG's retry counts but not its minutes of backoff.
             task.retry_delay = task.max_retry_delay = timedelta(seconds=0.1)
         return dag, settings

@@ -4,7 +4,9 @@ aws environment only (PIPELINE_ENV=aws: `nox -s e2e_aws_emulated`, or a deployed
 there is no cluster. The failure is a real one, not an injected exit code: the processing job
 refuses a raw day whose _manifest.json does not match the lines it holds (it never publishes an
 unreconciled day), so its step fails on the cluster. Black-box: Airflow's REST API for the run
-and its tasks, EMR's API for the cluster and the step, S3 for the data.
+and its tasks, EMR's API for the cluster and the step, S3 for the data, and the failing task's
+log as the REST API serves it: it must say why (FailureDetails, the job's error in the step log's
+last lines, the logs' URIs), so nobody has to leave Airflow to find out.
 """
 
 from __future__ import annotations
@@ -53,9 +55,8 @@ def test_a_failed_step_fails_the_run_and_still_terminates_the_cluster(
     timeout = float(os.environ.get("E2E_RUN_TIMEOUT", "900"))
     run = airflow_api.wait_for_run(PROCESSING_DAG, run_id, timeout=timeout, report=progress)
 
-    states = {
-        ti["task_id"]: ti["state"] for ti in airflow_api.task_instances(PROCESSING_DAG, run_id)
-    }
+    instances = {ti["task_id"]: ti for ti in airflow_api.task_instances(PROCESSING_DAG, run_id)}
+    states = {task_id: ti["state"] for task_id, ti in instances.items()}
     assert run["state"] == "failed", states
     assert states[f"{JOB_GROUP}.create_cluster"] == "success", states
     assert states[f"{JOB_GROUP}.add_step"] == "success", states
@@ -74,3 +75,27 @@ def test_a_failed_step_fails_the_run_and_still_terminates_the_cluster(
     report = f"{settings.processed_prefix}/reports/dt={CORRUPT_DAY}/quality_report.json"
     listed = s3.list_objects_v2(Bucket=settings.data_bucket, Prefix=report)
     assert listed.get("KeyCount", 0) == 0, f"s3://{settings.data_bucket}/{report} was published"
+
+    # What the user sees in Airflow: the failing task's log says why, in this order.
+    wait_task = f"{JOB_GROUP}.wait_for_step"
+    log = airflow_api.task_log(
+        PROCESSING_DAG, run_id, wait_task, instances[wait_task]["try_number"]
+    )
+    details = step["Status"]["FailureDetails"]
+    log_prefix = f"{cluster['LogUri'].replace('s3n://', 's3://')}{cluster_id}/steps/{step['Id']}/"
+    expected_in_order = [
+        "FailureDetails:",
+        f"Reason: {details['Reason']}",
+        f"LogFile: {details['LogFile']}",
+        "Last ",
+        # The job's own error (spark_jobs/data_processor.py) from the step log's tail.
+        "ReconciliationError",
+        f"the raw _manifest.json says {LINES_CLAIMED} lines but {LINES_WRITTEN} were read",
+        "Full logs:",
+        f"{log_prefix}stderr.gz",
+    ]
+    at = 0
+    for part in expected_in_order:
+        found = log.find(part, at)
+        assert found >= 0, f"{wait_task} log lacks {part!r} after offset {at}:\n{log}"
+        at = found + len(part)
