@@ -51,7 +51,8 @@ def remove_project_images() -> None:
 def warm_cycle(runner: Runner, stack: str, label: str) -> dict[str, Any]:
     """The e2e tests against the running stack, with the environment the compose runner gives."""
     _, out = runner.run(f"{label}-env", "-s", "compose", "--", "env", "--stack", stack, "--json")
-    env = {**os.environ, **json.loads(out.strip().splitlines()[-1])}
+    (line,) = [line for line in out.splitlines() if line.startswith("{")]
+    env = {**os.environ, **json.loads(line)}
     python = ROOT / ".nox" / "_pipeline" / "bin" / "python"
     log = runner.log_dir / f"{label}.log"
     started = time.perf_counter()
