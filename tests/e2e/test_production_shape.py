@@ -11,15 +11,11 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
-import subprocess
-from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.e2e.compose_stack import COMPOSE_FILES, compose, inspect
 
-COMPOSE_FILES = [f for f in os.environ.get("E2E_COMPOSE_FILES", "").split(os.pathsep) if f]
 DAGS = ("data_generation", "data_processing")
 
 pytestmark = pytest.mark.skipif(
@@ -28,24 +24,11 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def compose(*args: str) -> str:
-    files = [arg for name in COMPOSE_FILES for arg in ("-f", name)]
-    done = subprocess.run(
-        ["docker", "compose", *files, *args],
-        cwd=REPO_ROOT, capture_output=True, text=True, check=False, timeout=120,
-    )  # fmt: skip
-    assert done.returncode == 0, f"docker compose {' '.join(args)}: {done.stderr.strip()}"
-    return done.stdout
-
-
 def container_ips(service: str) -> set[str]:
     """Every address of the service's containers on the stack's networks."""
     ips = set()
     for container in compose("ps", "--quiet", service).split():
-        networks = subprocess.run(
-            ["docker", "inspect", "--format", "{{json .NetworkSettings.Networks}}", container],
-            capture_output=True, text=True, check=True,
-        ).stdout  # fmt: skip
+        networks = inspect(container, "{{json .NetworkSettings.Networks}}")
         ips |= {net["IPAddress"] for net in json.loads(networks).values() if net["IPAddress"]}
     assert ips, f"no running container of {service}"
     return ips

@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 
 from host_stack.airflow import AirflowApiError
+from tests.e2e.compose_stack import COMPOSE_FILES, compose, inspect
 from tests.faults.test_faults import (
     GENERATE_TASK,
     GENERATION,
@@ -39,8 +38,6 @@ from tests.faults.test_faults import (
     wait_for,
 )
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-COMPOSE_FILES = [f for f in os.environ.get("E2E_COMPOSE_FILES", "").split(os.pathsep) if f]
 WORKER_DAY, REDIS_DAY, POSTGRES_DAY = "2026-03-01", "2026-03-02", "2026-03-03"
 
 pytestmark = pytest.mark.skipif(
@@ -48,30 +45,21 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def compose(*args: str) -> str:
-    files = [arg for name in COMPOSE_FILES for arg in ("-f", name)]
-    done = subprocess.run(
-        ["docker", "compose", *files, *args],
-        cwd=REPO_ROOT, capture_output=True, text=True, check=False, timeout=180,
-    )  # fmt: skip
-    assert done.returncode == 0, f"docker compose {' '.join(args)}: {done.stderr.strip()}"
-    return done.stdout
-
-
 def container(service: str) -> str:
     (container_id,) = compose("ps", "--quiet", service).split()
     return container_id
 
 
-def inspect(container_id: str, template: str) -> str:
-    return subprocess.run(
-        ["docker", "inspect", "--format", template, container_id],
-        capture_output=True, text=True, check=True,
-    ).stdout.strip()  # fmt: skip
-
-
-def running(api, dag_id: str, run_id: str, task_id: str) -> bool:
-    return task(api, dag_id, run_id, task_id)["state"] == "running"
+def start_and_wait_running(api, progress, dag_id: str, day: str, task_id: str) -> str:
+    """A new run of the DAG for the day, once `task_id` runs on the worker: its run id."""
+    run_id = start_run(api, progress, dag_id, day)
+    wait_for(
+        lambda: task(api, dag_id, run_id, task_id)["state"] == "running",
+        RUN_TIMEOUT,
+        f"{task_id} running on the worker",
+        poll=0.5,
+    )
+    return run_id
 
 
 def api_answers(api) -> bool:
@@ -99,13 +87,7 @@ def test_the_celery_worker_killed_mid_job_is_restarted_and_the_retry_publishes_t
     generate(airflow_api, progress, WORKER_DAY)
     for key in day_keys(s3, settings, settings.processed_prefix, WORKER_DAY):
         s3.delete_object(Bucket=settings.data_bucket, Key=key)
-    run_id = start_run(airflow_api, progress, PROCESSING, WORKER_DAY)
-    wait_for(
-        lambda: running(airflow_api, PROCESSING, run_id, PROCESS_TASK),
-        RUN_TIMEOUT,
-        "the processing job running on the worker",
-        poll=0.5,
-    )
+    run_id = start_and_wait_running(airflow_api, progress, PROCESSING, WORKER_DAY, PROCESS_TASK)
     worker = container("airflow-worker")
     restarts = int(inspect(worker, "{{.RestartCount}}"))
     os.kill(int(inspect(worker, "{{.State.Pid}}")), signal.SIGKILL)
@@ -130,13 +112,7 @@ def test_the_celery_worker_killed_mid_job_is_restarted_and_the_retry_publishes_t
 def test_redis_restarted_mid_run_the_broker_recovers_and_the_day_is_published(
     airflow_api, progress, s3, settings
 ):
-    run_id = start_run(airflow_api, progress, GENERATION, REDIS_DAY)
-    wait_for(
-        lambda: running(airflow_api, GENERATION, run_id, GENERATE_TASK),
-        RUN_TIMEOUT,
-        "the generator running on the worker",
-        poll=0.5,
-    )
+    run_id = start_and_wait_running(airflow_api, progress, GENERATION, REDIS_DAY, GENERATE_TASK)
     compose("restart", "redis")
     progress("  restarted Redis while the generator ran")
     finish(airflow_api, progress, GENERATION, run_id)
@@ -148,13 +124,7 @@ def test_redis_restarted_mid_run_the_broker_recovers_and_the_day_is_published(
 def test_postgres_restarted_while_the_scheduler_runs_the_run_completes(
     airflow_api, progress, s3, settings
 ):
-    run_id = start_run(airflow_api, progress, GENERATION, POSTGRES_DAY)
-    wait_for(
-        lambda: running(airflow_api, GENERATION, run_id, GENERATE_TASK),
-        RUN_TIMEOUT,
-        "the generator running on the worker",
-        poll=0.5,
-    )
+    run_id = start_and_wait_running(airflow_api, progress, GENERATION, POSTGRES_DAY, GENERATE_TASK)
     compose("restart", "postgres")
     progress("  restarted Postgres while the scheduler ran the generator")
     wait_for(lambda: api_answers(airflow_api), 180, "the api-server answering again", poll=2)
