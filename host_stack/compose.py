@@ -28,13 +28,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from host_stack.stack_settings import STACK_ENV_NAMES, StackSettings
 from orchestration.compose_secrets import ensure_secrets, read_env_file
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # A first build installs the lock into the image (a few minutes); Airflow's init migrates Postgres.
 WAIT_TIMEOUT_SECONDS = 900
-# Port settings shared with host mode (StackSettings) and their defaults in the compose files.
-DEFAULT_PORTS = {"AIRFLOW_API_PORT": "8080", "LOCALSTACK_PORT": "4566", "EMR_EMULATOR_PORT": "4570"}
+# The port settings the compose files share with host mode, at host mode's defaults (the
+# compose files' ${...:-default} equal them: tests/compose checks what they publish).
+_DEFAULTS = StackSettings()
+DEFAULT_PORTS = {
+    STACK_ENV_NAMES[name]: str(getattr(_DEFAULTS, name))
+    for name in ("airflow_api_port", "localstack_port", "emr_emulator_port")
+}
 # The e2e tests, and the checks that only a compose stack can answer (tests/e2e skips them else).
 E2E_TESTS = ("tests/e2e",)
 # LocalStack's documented dummy keys, which the compose overlays give every emulated client.
