@@ -148,7 +148,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rebuild", action="store_true", help="bootstrap the Debian bases again")
     parser.add_argument("--env-file", type=Path, default=REPO_ROOT / ".env")
     args = parser.parse_args(argv)
-    settings = build(args.env_file, rebuild=args.rebuild)
+    try:
+        settings = build(args.env_file, rebuild=args.rebuild)
+    except (FileNotFoundError, subprocess.CalledProcessError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     for key, value in settings.items():
         print(f"{key}={value}  (recorded in {args.env_file})")
     return 0

@@ -104,3 +104,14 @@ def test_recording_the_settings_keeps_the_rest_of_the_env_file(tmp_path):
         "PYTHON_IMAGE=p",
     ]
     assert env_file.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_missing_ca_bundle_names_the_setting_and_the_expected_form(tmp_path):
+    import pytest
+
+    from host_stack.docker_images import copy_ca_certificates
+
+    missing = str(tmp_path / "nowhere.pem")
+    with pytest.raises(FileNotFoundError, match=r"BUILD_CA_CERTIFICATES=.*expected a PEM bundle"):
+        copy_ca_certificates({"BUILD_CA_CERTIFICATES": missing}, {})
+    assert copy_ca_certificates({}, {}) is None
