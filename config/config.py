@@ -31,6 +31,8 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from config.emr_releases import EmrRelease, load_emr_releases
+
 __all__ = [
     "ENV_NAMES",
     "KEYS",
@@ -196,6 +198,15 @@ def _check_region(region: str) -> str:
 def _check_emr_release(label: str) -> str:
     if not _EMR_RELEASE_RE.fullmatch(label):
         raise ValueError("is not an EMR release label of the form emr-spark-X.Y.Z or emr-X.Y.Z")
+    releases = load_emr_releases()
+    if releases.get(label) is None:
+        table = _display(releases.source)
+        listed = ", ".join(releases.supported)
+        why = releases.unsupported.get(label)
+        raise ValueError(
+            f"is not a release this project supports ({table} lists {listed})"
+            + (f": {why}" if why else "; add it there, from AWS's release guide, to support it")
+        )
     return label
 
 
@@ -323,8 +334,9 @@ class Settings(BaseSettings):
     )
     emr_release_label: str | None = _setting(
         None,
-        description="EMR release of the per-job clusters (aws only).",
-        expected="an EMR release label like emr-spark-8.0.0",
+        description="EMR release of the per-job clusters (aws only); one of "
+        "envs/aws/emr_releases.toml, which says what Spark, Python and Java it runs.",
+        expected="an EMR release label listed in envs/aws/emr_releases.toml, like emr-spark-8.0.0",
     )
     emr_cluster_config: str | None = _setting(
         None,
@@ -466,6 +478,13 @@ class Settings(BaseSettings):
         if self.emr_job_artifact_prefix is None:
             return None
         return f"s3://{self.data_bucket}/{self.emr_job_artifact_prefix}"
+
+    @property
+    def emr_release(self) -> EmrRelease | None:
+        """What EMR_RELEASE_LABEL runs (envs/aws/emr_releases.toml); None when unset."""
+        if self.emr_release_label is None:
+            return None
+        return load_emr_releases().get(self.emr_release_label)
 
     @property
     def emr_cluster_config_path(self) -> Path | None:

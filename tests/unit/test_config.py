@@ -99,6 +99,8 @@ def test_aws_env_loads_without_endpoint_or_keys() -> None:
     assert settings.spark_connect_url is None
     assert settings.spark_job_env() == {}
     assert settings.emr_release_label == "emr-spark-8.0.0"
+    assert settings.emr_release is not None
+    assert settings.emr_release.spark_version == "4.0.2"
     assert settings.emr_cluster_config_path == DEFAULT_ENVS_DIR / "aws" / "emr_cluster.json"
     assert settings.emr_job_artifacts_uri == "s3://builditall-data/artifacts/spark_jobs"
 
@@ -304,7 +306,7 @@ def test_emr_settings_are_required_on_aws(tmp_path: Path) -> None:
     assert message.startswith("EMR_RELEASE_LABEL is not set (")
     assert str(tmp_path / "envs" / "aws" / "settings.env") in message
     assert "required when PIPELINE_ENV=aws" in message
-    assert "expected an EMR release label like emr-spark-8.0.0" in message
+    assert "expected an EMR release label listed in envs/aws/emr_releases.toml" in message
 
 
 @pytest.mark.parametrize(
@@ -349,7 +351,7 @@ def test_malformed_value_from_environment(key: str, value: str, reason: str, exp
 @pytest.mark.parametrize(
     ("key", "value", "expected"),
     [
-        ("EMR_RELEASE_LABEL", "7.12.0", "an EMR release label like emr-spark-8.0.0"),
+        ("EMR_RELEASE_LABEL", "7.12.0", "an EMR release label listed in envs/aws/emr_releases"),
         ("EMR_CLUSTER_CONFIG", "../emr_cluster.json", "a .json path relative to envs/<env>/"),
         ("EMR_CLUSTER_CONFIG", "emr_cluster.yaml", "a .json path relative to envs/<env>/"),
         ("EMR_JOB_ARTIFACT_PREFIX", "artifacts//jobs", "a key prefix like artifacts/spark_jobs"),
@@ -360,6 +362,24 @@ def test_malformed_emr_value(key: str, value: str, expected: str) -> None:
     message = config_error("aws", environ={key: value})
     assert message.startswith(f"{key}={value!r} (from the environment) ")
     assert f"; expected {expected}" in message
+
+
+@pytest.mark.parametrize(
+    ("label", "reason"),
+    [
+        # Known to the table, refused with its reason.
+        ("emr-7.12.0", "its Spark 3.5 lacks the Spark 4 APIs"),
+        # A real label the table does not list: add it there to support it.
+        ("emr-spark-8.1.0", "add it there, from AWS's release guide"),
+    ],
+)
+def test_release_label_not_in_the_release_table(label: str, reason: str) -> None:
+    message = config_error("aws", environ={"EMR_RELEASE_LABEL": label})
+
+    assert message.startswith(f"EMR_RELEASE_LABEL={label!r} (from the environment) ")
+    assert "is not a release this project supports" in message
+    assert "envs/aws/emr_releases.toml lists emr-spark-8.0.0" in message
+    assert reason in message
 
 
 def test_malformed_value_in_file_names_the_file(tmp_path: Path) -> None:
