@@ -202,7 +202,8 @@ def _check_emr_release(label: str) -> str:
     if releases.get(label) is None:
         table = _display(releases.source)
         listed = ", ".join(releases.supported)
-        why = releases.unsupported.get(label)
+        refused = releases.unsupported.get(label)
+        why = refused.unsupported_because if refused else None
         raise ValueError(
             f"is not a release this project supports ({table} lists {listed})"
             + (f": {why}" if why else "; add it there, from AWS's release guide, to support it")

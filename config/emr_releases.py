@@ -48,6 +48,8 @@ class EmrRelease:
     aws_sdk_java: str
     hadoop: str | None = None
     applications: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    # Why the project refuses this release (the table's [unsupported] section); None: supported.
+    unsupported_because: str | None = None
 
     @property
     def spark_version(self) -> str:
@@ -57,11 +59,11 @@ class EmrRelease:
 
 @dataclass(frozen=True)
 class EmrReleases:
-    """The supported releases by label, and the known-but-refused ones with the reason."""
+    """The supported releases by label, and the known-but-refused ones (with their reason)."""
 
     source: Path
     supported: Mapping[str, EmrRelease]
-    unsupported: Mapping[str, str]
+    unsupported: Mapping[str, EmrRelease]
 
     def get(self, label: str) -> EmrRelease | None:
         return self.supported.get(label)
@@ -74,8 +76,8 @@ def _display(path: Path) -> str:
         return str(path)
 
 
-def _release(label: str, entry: Any, shown: str) -> EmrRelease:
-    where = f"{shown} [releases.{label!r}]"
+def _release(label: str, entry: Any, shown: str, section: str = "releases") -> EmrRelease:
+    where = f"{shown} [{section}.{label!r}]"
     if not isinstance(entry, dict):
         raise ValueError(f"{where} is not a table; expected spark, scala, python, java keys")
     missing = [key for key in _REQUIRED if key not in entry]
@@ -85,7 +87,7 @@ def _release(label: str, entry: Any, shown: str) -> EmrRelease:
     if not (isinstance(python, list) and python and all(isinstance(v, str) for v in python)):
         raise ValueError(f'{where} python must be a list of versions like ["3.11", "3.12"]')
     applications = entry.get("applications", {})
-    if "Spark" not in applications:
+    if section == "releases" and "Spark" not in applications:
         raise ValueError(f'{where} applications lacks Spark; expected Spark = "{entry["spark"]}"')
     return EmrRelease(
         label=label,
@@ -96,6 +98,9 @@ def _release(label: str, entry: Any, shown: str) -> EmrRelease:
         aws_sdk_java=str(entry["aws_sdk_java"]),
         hadoop=str(entry["hadoop"]) if "hadoop" in entry else None,
         applications=MappingProxyType({str(k): str(v) for k, v in applications.items()}),
+        unsupported_because=str(entry.get("reason", "refused"))
+        if section == "unsupported"
+        else None,
     )
 
 
@@ -114,7 +119,7 @@ def load_emr_releases(path: Path = EMR_RELEASES_FILE) -> EmrReleases:
         raise ValueError(f'{shown} has no [releases."<label>"] table; add the supported ones')
     supported = {label: _release(label, entry, shown) for label, entry in releases.items()}
     unsupported = {
-        label: str(entry.get("reason", "not supported"))
+        label: _release(label, entry, shown, section="unsupported")
         for label, entry in (data.get("unsupported") or {}).items()
     }
     return EmrReleases(path, MappingProxyType(supported), MappingProxyType(unsupported))
