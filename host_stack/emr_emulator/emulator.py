@@ -41,6 +41,7 @@ from typing import Any
 
 from werkzeug.serving import WSGIRequestHandler
 
+from config.emr_releases import load_emr_releases, upstream_version
 from host_stack.emr_emulator import validation
 from host_stack.emr_emulator.steps import (
     Fetcher,
@@ -67,6 +68,27 @@ TERMINATE_ACTIONS = ("TERMINATE_CLUSTER", "TERMINATE_JOB_FLOW")
 STEP_LOG_DELAY_TAG = "emulator:step-log-delay-seconds"
 # How often an idle cluster's thread looks at its clock (it wakes at once for new steps).
 IDLE_TICK_SECONDS = 0.5
+
+
+def release_applications(label: str | None, requested: list[dict[str, Any]]) -> list[dict]:
+    """DescribeCluster's Applications: each one the request named, with the version its release
+    runs (envs/aws/emr_releases.toml). EMR shows the open-source version (4.0.2, not AWS's
+    4.0.2-amzn-0 build); an application the table has no version for is shown by name only."""
+    releases = load_emr_releases()
+    release = releases.get(label or "") or releases.unsupported.get(label or "")
+    known = dict(release.applications) if release else {}
+    if release:
+        known.setdefault("Spark", release.spark)
+        if release.hadoop:
+            known.setdefault("Hadoop", release.hadoop)
+    applications = []
+    for app in requested:
+        name = app.get("Name", "")
+        match = next((v for k, v in known.items() if k.lower() == name.lower()), None)
+        applications.append(
+            {"Name": name, **({"Version": upstream_version(match)} if match else {})}
+        )
+    return applications
 
 
 def _now():
@@ -301,7 +323,23 @@ class EmrEmulator:
             target=self._run_cluster, args=(record,), name=f"cluster-{cluster_id}", daemon=True
         )
         log.info("%s %r created (%s)", cluster_id, request.get("Name"), request.get("ReleaseLabel"))
+        self._warn_on_spark_mismatch(request.get("ReleaseLabel"))
         record.thread.start()
+
+    @staticmethod
+    def _warn_on_spark_mismatch(label: str | None) -> None:
+        """Steps run on this machine's pyspark: say so when the release runs another Spark."""
+        import pyspark
+
+        release = load_emr_releases().get(label or "")
+        if release is not None and release.spark_version != pyspark.__version__:
+            log.warning(
+                "%s runs Spark %s, but steps here run the installed pyspark %s "
+                "(tests/unit/test_emr_parity.py says what to change)",
+                label,
+                release.spark_version,
+                pyspark.__version__,
+            )
 
     def _steps_added(self, cluster_id: str, configs: list[dict], step_ids: list[str]) -> None:
         record = self.clusters[cluster_id]
@@ -341,6 +379,11 @@ class EmrEmulator:
             described.setdefault("Status", {})["StateChangeReason"] = dict(record.reason)
         if full and "AutoTerminationPolicy" in record.request:
             described["AutoTerminationPolicy"] = record.request["AutoTerminationPolicy"]
+        if full:
+            # moto echoes the request (or a made-up Hadoop 0.18); EMR reports what it installed.
+            described["Applications"] = release_applications(
+                record.request.get("ReleaseLabel"), record.request.get("Applications") or []
+            )
 
     def _augment_step(self, described: dict[str, Any]) -> None:
         for record in self.clusters.values():

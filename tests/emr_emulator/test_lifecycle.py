@@ -28,6 +28,8 @@ def test_a_new_cluster_starts_then_waits_for_steps(emr):
     status = wait_for_cluster(emr, cluster_id, ("WAITING",))
     cluster = emr.describe_cluster(ClusterId=cluster_id)["Cluster"]
     assert cluster["ReleaseLabel"] == "emr-spark-8.0.0"
+    # What the release runs, from envs/aws/emr_releases.toml: Spark 4.0.2-amzn-0 shows as 4.0.2.
+    assert cluster["Applications"] == [{"Name": "Spark", "Version": "4.0.2"}]
     assert status["Timeline"]["ReadyDateTime"] >= status["Timeline"]["CreationDateTime"]
     assert status["StateChangeReason"]["Message"] == "Cluster ready to run steps."
     emr.terminate_job_flows(JobFlowIds=[cluster_id])
