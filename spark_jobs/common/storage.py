@@ -190,6 +190,12 @@ class S3Options:
         )
 
 
+def _arrow_schema(schema: StructType) -> pa.Schema:
+    """Spark's schema in Arrow, timestamps as UTC instants (what Spark's Parquet holds)."""
+    # Spark 4.0's keyword: timestamp_utc=True gives timestamp[us, tz=UTC].
+    return to_arrow_schema(schema, timestamp_utc=True)
+
+
 def _truthy(value: str | None, default: Any) -> Any:
     if value is None:
         return default
@@ -338,7 +344,7 @@ def _lines_batch(data: bytes, file_uri: str) -> pa.RecordBatch:
 
 class _ParquetReader(_ArrowReaderBase):
     def read(self, partition: _FilesPartition) -> Iterator[pa.RecordBatch]:
-        target = to_arrow_schema(self.schema, timezone="UTC")
+        target = _arrow_schema(self.schema)
         fs, _ = filesystem_and_path(self.uri, self.s3)
         for path, _file_uri in partition.files:
             with fs.open_input_file(path) as handle:
@@ -500,7 +506,7 @@ class _ParquetWriter(_ArrowWriterBase):
     def write_empty(self, fs: pafs.FileSystem, path: str) -> None:
         _ensure_local_parent(fs, path)
         with fs.open_output_stream(path) as stream:
-            pq.ParquetWriter(stream, to_arrow_schema(self.schema, timezone="UTC")).close()
+            pq.ParquetWriter(stream, _arrow_schema(self.schema)).close()
 
 
 class ArrowLinesSource(_ArrowSource):
