@@ -376,11 +376,15 @@ def _with_defect(document: Column) -> Column:
     )
 
 
+# The names of count_columns(), which the manifest reads.
+COUNT_NAMES = ("lines", GOOD, *BAD_KINDS)
+
+
 def count_columns(kind: Column | None = None) -> list[Column]:
     """Aggregates for the manifest: lines, good, and one count per bad kind."""
     kind = kind if kind is not None else F.col("kind")
     return [
-        F.count(F.lit(1)).alias("lines"),
+        F.count(F.lit(1)).alias(COUNT_NAMES[0]),
         F.sum(F.when(kind == GOOD, 1).otherwise(0)).alias(GOOD),
         *[F.sum(F.when(kind == k, 1).otherwise(0)).alias(k) for k in BAD_KINDS],
     ]
@@ -483,9 +487,12 @@ def _observed_counts(
     if is_connect(spark):
         # A Connect server returns the metrics with the write's own result, or not at all.
         try:
-            return dict(observation.get)
+            counts = dict(observation.get)
         except PySparkAssertionError:
             return None
+        # Spark 4.0's client starts the result as {} and fills it only when the server sends
+        # the metrics: a result without every count means they did not arrive.
+        return counts if set(counts) >= set(COUNT_NAMES) else None
     # Metrics come through Spark's (asynchronous) listener bus just after the write returns;
     # Observation.get would block forever if they never do, so poll the JVM future instead.
     future = observation._jo.future()  # no public non-blocking check
