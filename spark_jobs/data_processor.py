@@ -111,6 +111,7 @@ MONEY_STEP = 0.01  # the contract's multipleOf for money (mapped to MONEY_TYPE)
 HALF_CENT = 0.005
 JOIN_SEPARATOR = "\u001f"  # joins an array's strings for one regex; no id contains it
 NOT_AN_OBJECT = "$ (the line is not an object)"
+UNNAMED_PROBLEM = "record: fails the contract's combined check; no single check names a field"
 # Columns check_lines keeps only for lines that failed the all-rules test.
 FAILED_ONLY = ("value", "source_file", "_raw", "_corrupt")
 
@@ -297,7 +298,8 @@ def parse_and_validate(lines: DataFrame, day: str | date) -> DataFrame:
 
     In:  value (the raw line), source_file.
     Out: order (the contract struct), order_ts (timestamp), line_hash, line_id, reason, detail, and
-         raw_line / source_file (kept only for rejected lines, to keep the cached frame small).
+         raw_line / source_file (kept only for rejected lines, to keep the cached frame small),
+         quarantined (a literal per branch: the one column to split on, see split_valid).
     reason is NULL for a valid line, else one of REASONS (the first that applies).
 
     Money is parsed as DoubleType (Spark's JSON reader turns a string token for a double into a
@@ -379,6 +381,7 @@ def passed_lines(checked: DataFrame) -> DataFrame:
         no_reason.alias("detail"),
         no_reason.alias("raw_line"),
         no_reason.alias("source_file"),
+        F.lit(False).alias("quarantined"),
     )
 
 
@@ -391,8 +394,10 @@ def rejected_lines(checked: DataFrame, day: str | date) -> DataFrame:
     failed = checked.where(~F.col("_ok")).select("*", _suspicious(rules).alias("_suspicious"))
     failed = failed.select("*", F.when(F.col("_suspicious"), F.try_parse_json("value")).alias("_v"))
     failed = failed.select("*", _detail_struct(rules, day, start_us, end_us).alias("_ds"))
-    reason = F.lit(None).cast("string")
-    detail = F.lit(None).cast("string")
+    # A line that failed _all_ok is never published: if no detailed check names a field (the
+    # two disagree: a bug), it is still quarantined, saying so.
+    reason = F.lit(INVALID_VALUE)
+    detail = F.lit(UNNAMED_PROBLEM)
     for n, name in reversed(list(enumerate(_CHECK_REASONS))):
         found = F.col("_ds").getField(f"d{n}")
         reason = F.when(found.isNotNull(), F.lit(name)).otherwise(reason)
@@ -406,6 +411,7 @@ def rejected_lines(checked: DataFrame, day: str | date) -> DataFrame:
         detail.alias("detail"),
         F.col("value").alias("raw_line"),
         "source_file",
+        F.lit(True).alias("quarantined"),
     )
 
 
@@ -757,10 +763,13 @@ def _first_problem_typed_null(
 def split_valid(validated: DataFrame) -> tuple[DataFrame, DataFrame]:
     """(valid: order, order_ts, line_hash, line_id; quarantine: raw_line, reason, detail,
     source_file)."""
-    valid = validated.where(F.col("reason").isNull()).select(
+    # On the literal flag, not on reason: a filter on reason would be pushed into the detailed
+    # checks' projections and copy them once per reference (Spark 4.0's optimizer, SPARK-47672:
+    # minutes and gigabytes on an uncached frame); the flag is a constant in each branch.
+    valid = validated.where(~F.col("quarantined")).select(
         "order", "order_ts", "line_hash", "line_id"
     )
-    quarantine = validated.where(F.col("reason").isNotNull()).select(
+    quarantine = validated.where(F.col("quarantined")).select(
         "raw_line", "reason", "detail", "source_file"
     )
     return valid, quarantine
