@@ -31,6 +31,7 @@ from airflow.sdk import TaskGroup, chain
 
 from orchestration.airflow_env import AWS_CONN_ID, SPARK_CONN_ID
 from orchestration.artifact import PY_FILES_NAME, build_job_artifact
+from spark_jobs.common.layout import raw_success_path
 
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator
@@ -60,7 +61,7 @@ CLUSTER_TERMINATION_WAIT = timedelta(minutes=30)
 # How long a failed step's sensor waits for EMR to ship the step's logs to S3 (it ships them
 # every few minutes); the task log then shows their last lines, or the URI to look at later.
 STEP_LOG_WAIT = timedelta(minutes=5)
-# How long processing waits for the generator's _SUCCESS marker of the same day.
+# How long processing waits for the generator's success marker of the same day.
 RAW_DAY_TIMEOUT = timedelta(hours=4)
 RAW_DAY_POKE_INTERVAL = timedelta(minutes=5)
 
@@ -126,11 +127,11 @@ def daily_schedule(cron: str, settings: Settings) -> Any:
 
 def raw_success_key(settings: Settings) -> str:
     """Key (in the data bucket) of the generator's day marker, written last, for {{ ds }}."""
-    return f"{settings.raw_prefix}/orders/dt={{{{ ds }}}}/_SUCCESS"
+    return raw_success_path(settings.raw_prefix, "{{ ds }}")
 
 
 def wait_for_raw_day(settings: Settings) -> BaseOperator:
-    """Sensor: the generator's _SUCCESS for {{ ds }} exists, so no half-written day is read."""
+    """Sensor: the generator's day marker for {{ ds }} exists, so no half-written day is read."""
     from airflow.providers.amazon.aws.sensors.s3 import S3KeySensor
 
     # Reschedule mode frees the worker slot between pokes and needs no triggerer.

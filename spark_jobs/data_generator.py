@@ -1,8 +1,8 @@
 """Job 1: one day of synthetic e-commerce orders as JSON lines, with injected bad records.
 
-Writes <output>/orders/dt=YYYY-MM-DD/part-* (one order per line, the contract in
-schemas/raw_order.schema.json), then _manifest.json (counts), then _SUCCESS last. Any old _SUCCESS
-of the day is deleted first, so a rerun is never seen as complete halfway.
+Writes the raw day's part files (one order per line, the contract in schemas/raw_order.schema.json),
+then its manifest (counts), then its success marker last, where spark_jobs/common/layout.py puts
+them. Any old marker of the day is deleted first, so a rerun is never seen as complete halfway.
 
 Every value is a Spark expression of the order number, customer number or line number hashed with
 --seed (see spark_jobs/common/synthetic.py): the same --date and --seed give byte-identical lines
@@ -35,13 +35,21 @@ if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from spark_jobs.common.contract import required_paths
+from spark_jobs.common.layout import (
+    BAD_KINDS,
+    DUPLICATE_ORDER_ID,
+    GOOD,
+    manifest_path,
+    raw_day_dir,
+    raw_success_path,
+)
 from spark_jobs.common.session import (
     default_parallelism,
     end_job_session,
     is_connect,
     job_session,
 )
-from spark_jobs.common.storage import Storage, join
+from spark_jobs.common.storage import Storage
 from spark_jobs.common.synthetic import (
     CUSTOMER_COLUMNS,
     LINE_COLUMNS,
@@ -74,16 +82,7 @@ MAX_BAD_RECORD_RATE = 0.5
 MAX_ROWS = 999_999_999  # order ids carry a 9-digit sequence
 ROWS_PER_FILE = 250_000  # ~200 MB of JSON per file: few files, still parallel
 
-GOOD = "good"
-BAD_KINDS = (
-    "malformed_json",
-    "missing_required_field",
-    "wrong_type",
-    "negative_quantity",
-    "timestamp_outside_day",
-    "duplicate_order_id",
-)
-# Row defect codes: 0 = good, i + 1 = BAD_KINDS[i].
+# Row defect codes: 0 = good, i + 1 = BAD_KINDS[i] (the kinds are named in common/layout.py).
 MALFORMED, MISSING, WRONG_TYPE, NEGATIVE, OUTSIDE_DAY, DUPLICATE = range(1, 7)
 
 
@@ -397,14 +396,14 @@ def manifest_from_counts(
     bad_record_rate: float,
     files: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """The _manifest.json document from the aggregated counts (see count_columns)."""
+    """The raw day's manifest document from the aggregated counts (see count_columns)."""
     lines = int(counts["lines"] or 0)
     bad = {k: int(counts[k] or 0) for k in BAD_KINDS}
     return {
         "date": str(date),
         "seed": seed,
         # A duplicate is an extra line of an order already counted.
-        "rows": lines - bad["duplicate_order_id"],
+        "rows": lines - bad[DUPLICATE_ORDER_ID],
         "lines": lines,
         "good": int(counts[GOOD] or 0),
         "bad": bad,
@@ -426,11 +425,6 @@ def manifest(
     return manifest_from_counts(row.asDict() if row else {}, date, seed, bad_record_rate, files)
 
 
-def orders_dir(output: str, date: dt.date | str) -> str:
-    """<output>/orders/dt=YYYY-MM-DD: the day's directory below the raw root."""
-    return join(output, "orders", f"dt={date}")
-
-
 def write_day(
     spark: SparkSession,
     output: str,
@@ -442,13 +436,13 @@ def write_day(
     partitions: int | None = None,
     storage: Storage | None = None,
 ) -> dict[str, Any]:
-    """Write the day's lines, then _manifest.json, then _SUCCESS; returns the manifest."""
+    """Write the day's lines, then its manifest, then its success marker; returns the manifest."""
     day = validate_arguments(date, rows, bad_record_rate)
     storage = storage if storage is not None else Storage(spark)
-    day_dir = orders_dir(output, day)
-    # No _SUCCESS (and no stale manifest) while the day is being rewritten.
-    storage.delete(join(day_dir, "_SUCCESS"))
-    storage.delete(join(day_dir, "_manifest.json"))
+    day_dir = raw_day_dir(output, day)
+    # No success marker (and no stale manifest) while the day is being rewritten.
+    storage.delete(raw_success_path(output, day))
+    storage.delete(manifest_path(output, day))
 
     started = time.monotonic()
     df = generate_orders(spark, day, rows, seed, bad_record_rate, partitions=partitions)
@@ -463,8 +457,8 @@ def write_day(
 
     files = [uri.rsplit("/", 1)[-1] for uri in storage.list_data_files(day_dir)]
     document = manifest_from_counts(counts, day, seed, bad_record_rate, files)
-    storage.write_text(join(day_dir, "_manifest.json"), json.dumps(document, indent=2) + "\n")
-    storage.write_text(join(day_dir, "_SUCCESS"), "")
+    storage.write_text(manifest_path(output, day), json.dumps(document, indent=2) + "\n")
+    storage.write_text(raw_success_path(output, day), "")
     seconds = time.monotonic() - started
     log.info(
         "wrote %s: %d orders, %d lines (%d good, bad %s) in %d files, %.1f s (%.0f rows/s)",
@@ -513,7 +507,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The job's arguments; argparse exits with status 2 and a message naming a bad one."""
     parser = argparse.ArgumentParser(
         prog="data_generator",
-        description="Write one day of synthetic orders to <output>/orders/dt=<date>/.",
+        description=f"Write one day of synthetic orders to {raw_day_dir('<output>', '<date>')}/.",
     )
     parser.add_argument("--date", required=True, help="the day, YYYY-MM-DD (UTC)")
     parser.add_argument("--rows", required=True, type=int, help="orders to generate")

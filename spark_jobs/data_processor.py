@@ -1,13 +1,13 @@
 """Job 2: turn one day of raw order JSON lines into validated, deduplicated Parquet tables.
 
-Reads   <input>/orders/dt=YYYY-MM-DD/      JSON lines + _manifest.json + _SUCCESS, from job 1
-Writes  <output>/<table>/dt=YYYY-MM-DD/    orders, order_items, customers, payments, daily_sales
-        <output>/quarantine/dt=YYYY-MM-DD/ each rejected line: raw_line, reason, detail, source_file
-        <output>/reports/dt=YYYY-MM-DD/quality_report.json: the counts; written LAST = day marker
+Reads the raw day job 1 wrote (its lines, manifest and success marker) and publishes one partition
+per table (orders, order_items, customers, payments, daily_sales), the quarantine (each rejected
+line: raw_line, reason, detail, source_file) and the quality report (the counts), written LAST as
+the day marker; where each lives is spark_jobs/common/layout.py.
 
 Every line ends up in exactly one place: lines read = valid + quarantined + duplicates dropped
 (checked before anything is published). Rerunning a date replaces exactly that date. Readers use
-`read_published()`, which refuses a day whose report or a table whose `_SUCCESS` is missing.
+`read_published()`, which refuses a day whose report or a table whose success marker is missing.
 
 The record contract is schemas/raw_order.schema.json (via spark_jobs.common.contract); this module
 does not restate it. Each line is parsed once (from_json with the contract's StructType); lines
@@ -50,6 +50,30 @@ from spark_jobs.common.contract import (
     field_rules,
     raw_struct_type,
 )
+from spark_jobs.common.layout import (
+    CUSTOMERS_TABLE,
+    DAILY_SALES_TABLE,
+    INVALID_VALUE,
+    MALFORMED_JSON,
+    MANIFEST_NAME,
+    MISSING_REQUIRED_FIELD,
+    NEGATIVE_QUANTITY,
+    ORDER_ITEMS_TABLE,
+    ORDERS_TABLE,
+    PAYMENTS_TABLE,
+    QUARANTINE_TABLE,
+    REASONS,
+    TIMESTAMP_OUTSIDE_DAY,
+    TOTAL_MISMATCH,
+    WRONG_TYPE,
+    manifest_path,
+    parse_day,
+    raw_day_dir,
+    raw_success_path,
+    report_path,
+    table_day_dir,
+    table_success_path,
+)
 from spark_jobs.common.session import (
     cached_view,
     default_parallelism,
@@ -58,34 +82,9 @@ from spark_jobs.common.session import (
     run_concurrently,
     session_conf,
 )
-from spark_jobs.common.storage import Storage, join
+from spark_jobs.common.storage import Storage
 
 log = logging.getLogger("data_processor")
-
-# Quarantine reasons, in the order they are checked: a line gets the first that applies.
-MALFORMED_JSON = "malformed_json"
-WRONG_TYPE = "wrong_type"
-MISSING_REQUIRED_FIELD = "missing_required_field"
-NEGATIVE_QUANTITY = "negative_quantity"
-TIMESTAMP_OUTSIDE_DAY = "timestamp_outside_day"
-INVALID_VALUE = "invalid_value"
-TOTAL_MISMATCH = "total_mismatch"
-REASONS = (
-    MALFORMED_JSON,
-    WRONG_TYPE,
-    MISSING_REQUIRED_FIELD,
-    NEGATIVE_QUANTITY,
-    TIMESTAMP_OUTSIDE_DAY,
-    INVALID_VALUE,
-    TOTAL_MISMATCH,
-)
-
-TABLES = ("orders", "order_items", "customers", "payments", "daily_sales")
-QUARANTINE_TABLE = "quarantine"
-REPORTS_DIR = "reports"
-REPORT_NAME = "quality_report.json"
-SUCCESS_MARKER = "_SUCCESS"
-MANIFEST_NAME = "_manifest.json"
 
 CORRUPT_COLUMN = "_corrupt_record"
 # While process_day runs: its cache (one day of checked lines, read by every table's write) is
@@ -121,7 +120,7 @@ class InputMissingError(FileNotFoundError):
 
 
 class InputIncompleteError(RuntimeError):
-    """The raw directory exists but its _SUCCESS does not (the generator has not finished)."""
+    """The raw directory exists but its success marker does not (the generator has not finished)."""
 
 
 class ReconciliationError(RuntimeError):
@@ -130,34 +129,6 @@ class ReconciliationError(RuntimeError):
 
 class NotPublishedError(RuntimeError):
     """A reader asked for a day or table whose marker is missing."""
-
-
-# ---- paths ---------------------------------------------------------------------------------------
-
-
-def raw_day_dir(input_uri: str, day: date) -> str:
-    """<input>/orders/dt=YYYY-MM-DD: where job 1 writes one day of raw lines."""
-    return join(input_uri, "orders", f"dt={day.isoformat()}")
-
-
-def table_day_dir(output_uri: str, table: str, day: date) -> str:
-    """<output>/<table>/dt=YYYY-MM-DD."""
-    return join(output_uri, table, f"dt={day.isoformat()}")
-
-
-def report_path(output_uri: str, day: date) -> str:
-    """<output>/reports/dt=YYYY-MM-DD/quality_report.json: the day marker, written last."""
-    return join(table_day_dir(output_uri, REPORTS_DIR, day), REPORT_NAME)
-
-
-def parse_day(value: str | date) -> date:
-    """A date from YYYY-MM-DD (or a date), with a message that says what was expected."""
-    if isinstance(value, date):
-        return value
-    try:
-        return date.fromisoformat(value)
-    except ValueError as exc:
-        raise ValueError(f"--date {value!r} is not a date; expected YYYY-MM-DD") from exc
 
 
 # ---- validation ----------------------------------------------------------------------------------
@@ -948,13 +919,13 @@ def build_tables(kept: DataFrame, day: str | date) -> dict[str, DataFrame]:
         .coalesce(1)
     )
     return {
-        "orders": orders,
-        "order_items": order_items,
+        ORDERS_TABLE: orders,
+        ORDER_ITEMS_TABLE: order_items,
         # One file, but not one task for the aggregation: coalesce(1) would run the merge of
         # every order's max_by in a single task, on one core.
-        "customers": customers.repartition(1),
-        "payments": payments,
-        "daily_sales": daily_sales,
+        CUSTOMERS_TABLE: customers.repartition(1),
+        PAYMENTS_TABLE: payments,
+        DAILY_SALES_TABLE: daily_sales,
     }
 
 
@@ -977,7 +948,7 @@ def quality_report(
     lines_read = sum(counts.values())
     valid_lines = counts.get(None, 0)
     quarantined = lines_read - valid_lines
-    valid = table_rows.get("orders", valid_lines - duplicates_dropped)
+    valid = table_rows.get(ORDERS_TABLE, valid_lines - duplicates_dropped)
     by_reason = {reason: counts.get(reason, 0) for reason in REASONS}
     unknown = set(counts) - set(REASONS) - {None}
     if unknown:
@@ -1000,7 +971,7 @@ def quality_report(
         )
     if manifest is not None and manifest.get("lines") != lines_read:
         raise ReconciliationError(
-            f"{day}: the raw _manifest.json says {manifest.get('lines')} lines but "
+            f"{day}: the raw {MANIFEST_NAME} says {manifest.get('lines')} lines but "
             f"{lines_read} were read: data lost in transit; nothing was published. "
             "Re-run the generator for the date, then this job."
         )
@@ -1027,12 +998,13 @@ def process_day(
             f"no raw input for {day} at {raw_dir}; run data_generator.py --date {day} "
             f"--output {input_uri} first (or check --input)"
         )
-    if not storage.exists(join(raw_dir, SUCCESS_MARKER)):
+    success = raw_success_path(input_uri, day)
+    if not storage.exists(success):
         raise InputIncompleteError(
-            f"{join(raw_dir, SUCCESS_MARKER)} is missing: the generator has not finished writing "
+            f"{success} is missing: the generator has not finished writing "
             f"{day} (or failed); wait for it or re-run data_generator.py --date {day}"
         )
-    manifest_uri = join(raw_dir, MANIFEST_NAME)
+    manifest_uri = manifest_path(input_uri, day)
     manifest = json.loads(storage.read_text(manifest_uri)) if storage.exists(manifest_uri) else None
 
     with session_conf(spark, CACHE_CONF), contextlib.ExitStack() as cached:
@@ -1053,7 +1025,7 @@ def process_day(
         # Again with the rows actually written; the day stays unpublished if they disagree.
         report = quality_report(day, counts, dropped, table_rows, manifest)
         report["seconds"] = round(time.monotonic() - started, 1)
-        # The report is the day marker: written last, after every table and its _SUCCESS.
+        # The report is the day marker: written last, after every table and its success marker.
         storage.write_text(report_path(output_uri, day), json.dumps(report, indent=2) + "\n")
     log.info("published %s: %s", day, json.dumps(report))
     return report
@@ -1067,7 +1039,7 @@ def _publish(
     Returns the rows written per table, counted by the writes themselves (no read-back)."""
     storage.delete(report_path(output_uri, day))
     for name in tables:
-        storage.delete(join(table_day_dir(output_uri, name, day), SUCCESS_MARKER))
+        storage.delete(table_success_path(output_uri, name, day))
 
     def write(name: str, df: DataFrame) -> int:
         written = Observation(f"{name}_rows")
@@ -1087,7 +1059,7 @@ def _publish(
         max_workers=storage.concurrent_writes(output_uri),
     )
     for name in tables:
-        storage.write_text(join(table_day_dir(output_uri, name, day), SUCCESS_MARKER), "")
+        storage.write_text(table_success_path(output_uri, name, day), "")
     return rows
 
 
@@ -1099,7 +1071,7 @@ def read_published(
     storage: Storage | None = None,
 ) -> DataFrame:
     """One table's partition of a published day; refuses a day without its report or a table
-    partition without its _SUCCESS (still being written, or its run failed)."""
+    partition without its success marker (still being written, or its run failed)."""
     day = parse_day(day)
     storage = storage or Storage(spark)
     report = report_path(output_uri, day)
@@ -1108,13 +1080,13 @@ def read_published(
             f"{day} is not published: {report} is missing (data_processor.py has not finished "
             f"or failed for that date); run data_processor.py --date {day} and read again"
         )
-    table_dir = table_day_dir(output_uri, table, day)
-    if not storage.exists(join(table_dir, SUCCESS_MARKER)):
+    success = table_success_path(output_uri, table, day)
+    if not storage.exists(success):
         raise NotPublishedError(
-            f"{table} for {day} is not published: {join(table_dir, SUCCESS_MARKER)} is missing; "
+            f"{table} for {day} is not published: {success} is missing; "
             f"re-run data_processor.py --date {day}"
         )
-    return storage.read_parquet(table_dir)
+    return storage.read_parquet(table_day_dir(output_uri, table, day))
 
 
 def build_session(app_name: str = "data_processor") -> SparkSession:

@@ -2,8 +2,8 @@
 ### Data generation (daily, GENERATION_SCHEDULE, 09:00 by default)
 
 Writes one day of synthetic orders: `spark_jobs/data_generator.py` for the run's logical date
-`{{ ds }}` into `s3://<DATA_BUCKET>/<RAW_PREFIX>/orders/dt={{ ds }}/`, with `_SUCCESS` written
-last (the processing DAG waits for it).
+`{{ ds }}` into that day's raw partition below `s3://<DATA_BUCKET>/<RAW_PREFIX>/`, with its success
+marker written last (the processing DAG waits for it; spark_jobs/common/layout.py names both).
 
 Where Spark runs comes from config alone (`PIPELINE_ENV`): local submits to the standalone Spark
 master; aws creates an EMR cluster, runs one step and always terminates the cluster

@@ -1,9 +1,10 @@
 """
 ### Data processing (daily, PROCESSING_SCHEDULE, 18:00 by default)
 
-Turns the raw orders of `{{ ds }}` into the processed tables: waits for the generator's
-`s3://<DATA_BUCKET>/<RAW_PREFIX>/orders/dt={{ ds }}/_SUCCESS` (so it never reads a half-written
-day), then runs `spark_jobs/data_processor.py` into `s3://<DATA_BUCKET>/<PROCESSED_PREFIX>/`.
+Turns the raw orders of `{{ ds }}` into the processed tables: waits for the generator's success
+marker of that day below `s3://<DATA_BUCKET>/<RAW_PREFIX>/` (so it never reads a half-written day;
+spark_jobs/common/layout.py), then runs `spark_jobs/data_processor.py` into
+`s3://<DATA_BUCKET>/<PROCESSED_PREFIX>/`.
 
 Where Spark runs comes from config alone (`PIPELINE_ENV`): local submits to the standalone Spark
 master; aws creates an EMR cluster, runs one step and always terminates the cluster
@@ -42,6 +43,6 @@ with DAG(
     **common_dag_args(settings),
 ):
     chain(
-        wait_for_raw_day(settings),  # the generator's _SUCCESS for {{ ds }}
+        wait_for_raw_day(settings),  # the generator's day marker for {{ ds }}
         spark_job_tasks(PROCESS_ORDERS, settings),
     )

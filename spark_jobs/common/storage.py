@@ -47,6 +47,7 @@ from pyspark.sql.datasource import (
 )
 from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 
+from spark_jobs.common.layout import join
 from spark_jobs.common.session import default_parallelism, is_connect
 
 if TYPE_CHECKING:
@@ -78,16 +79,6 @@ _NO_FILESYSTEM = ("No FileSystem for scheme", "ClassNotFoundException")
 
 class StorageError(Exception):
     """A URI cannot be read or written: the message names the URI, the place and the fix."""
-
-
-def join(uri: str, *parts: str) -> str:
-    """Join segments onto a URI or local path with "/": (s3://b/raw, orders) -> s3://b/raw/orders."""
-    result = uri
-    for part in parts:
-        segment = part.strip("/")
-        if segment:
-            result = f"{result.rstrip('/')}/{segment}"
-    return result
 
 
 def scheme_of(uri: str) -> str:

@@ -94,12 +94,13 @@ def bench_generator(spark, work: Path, rows: int, baseline_rows: int) -> dict[st
 def bench_processor(spark, work: Path, rows: int) -> dict[str, Any]:
     import duckdb
 
-    from spark_jobs.data_generator import orders_dir, write_day
+    from spark_jobs.common.layout import raw_day_dir
+    from spark_jobs.data_generator import write_day
     from spark_jobs.data_processor import process_day
 
     raw = work / "raw"
     write_day(spark, str(raw), DAY, rows)
-    day_dir = Path(orders_dir(str(raw), DAY))
+    day_dir = Path(raw_day_dir(str(raw), DAY))
     mb = _dir_mb(day_dir)
     process_day(spark, str(raw), str(work / "warm"), DAY)  # same JVM warm-up as DuckDB gets
     seconds, report = _timed(lambda: process_day(spark, str(raw), str(work / "processed"), DAY))

@@ -18,7 +18,8 @@ import pytest
 from pyspark.sql import functions as F  # noqa: N812
 
 from spark_jobs import data_processor as dp
-from spark_jobs.common.storage import Storage, filesystem_and_path, join
+from spark_jobs.common.layout import join
+from spark_jobs.common.storage import Storage, filesystem_and_path
 from tests.unit.test_data_processor import DAY, order
 
 pytestmark = pytest.mark.spark

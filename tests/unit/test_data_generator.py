@@ -16,6 +16,7 @@ import pytest
 from jsonschema import Draft202012Validator, FormatChecker
 
 from spark_jobs import data_generator as gen
+from spark_jobs.common import layout
 from spark_jobs.common.storage import Storage
 from spark_jobs.common.synthetic import CUSTOMER_COUNT, POOL_SIZE, build_pools
 
@@ -103,7 +104,7 @@ def test_another_seed_gives_other_data(spark, pools, generated):
 
 
 def test_every_good_line_matches_the_schema(generated, validator):
-    good = _by_kind(generated)[gen.GOOD]
+    good = _by_kind(generated)[layout.GOOD]
     assert len(good) > ROWS // 2
     for line in good:
         errors = list(validator.iter_errors(_load_json(line)))
@@ -113,7 +114,7 @@ def test_every_good_line_matches_the_schema(generated, validator):
 def test_good_orders_are_consistent(generated):
     day_start = dt.datetime.fromisoformat(f"{DAY}T00:00:00+00:00")
     seen_ids = set()
-    for line in _by_kind(generated)[gen.GOOD]:
+    for line in _by_kind(generated)[layout.GOOD]:
         order = _load_json(line)
         items_total = sum(item["quantity"] * item["unit_price"] for item in order["items"])
         assert order["total_amount"] == items_total == order["payment"]["amount"], line
@@ -128,7 +129,7 @@ def test_good_orders_are_consistent(generated):
         assert 1 <= int(order["customer"]["customer_id"][5:]) <= CUSTOMER_COUNT
         seen_ids.add(order["order_id"])
     # Good lines are one per order: the replay of a duplicate is counted under its own kind.
-    assert len(seen_ids) == len(_by_kind(generated)[gen.GOOD])
+    assert len(seen_ids) == len(_by_kind(generated)[layout.GOOD])
 
 
 def test_a_customer_looks_the_same_in_every_order(spark, pools):
@@ -164,7 +165,7 @@ def test_bad_record_share_is_honoured(spark, pools, rate):
     )
     orders = sum(counts.values()) - counts["duplicate_order_id"]
     assert orders == ROWS
-    bad_orders = sum(counts[k] for k in gen.BAD_KINDS)
+    bad_orders = sum(counts[k] for k in layout.BAD_KINDS)
     if rate == 0:
         assert bad_orders == 0
     else:
@@ -175,8 +176,8 @@ def test_bad_record_share_is_honoured(spark, pools, rate):
 
 def test_every_kind_shows_up(generated):
     kinds = Counter(kind for _, kind in generated)
-    assert set(kinds) == {gen.GOOD, *gen.BAD_KINDS}
-    assert all(kinds[k] > 50 for k in gen.BAD_KINDS), kinds
+    assert set(kinds) == {layout.GOOD, *layout.BAD_KINDS}
+    assert all(kinds[k] > 50 for k in layout.BAD_KINDS), kinds
 
 
 def test_malformed_lines_are_not_json(generated):
@@ -227,7 +228,7 @@ def test_timestamp_outside_day_is_a_day_off_and_otherwise_valid(generated, valid
 
 def test_duplicates_replay_a_good_line_exactly(generated):
     by_kind = _by_kind(generated)
-    good = set(by_kind[gen.GOOD])
+    good = set(by_kind[layout.GOOD])
     assert by_kind["duplicate_order_id"]
     for line in by_kind["duplicate_order_id"]:
         assert line in good
@@ -242,8 +243,8 @@ def test_manifest_counts_match_the_lines(spark, pools, generated):
     kinds = Counter(kind for _, kind in generated)
     assert document["lines"] == len(generated)
     assert document["rows"] == ROWS
-    assert document["good"] == kinds[gen.GOOD]
-    assert document["bad"] == {k: kinds[k] for k in gen.BAD_KINDS}
+    assert document["good"] == kinds[layout.GOOD]
+    assert document["bad"] == {k: kinds[k] for k in layout.BAD_KINDS}
     assert document["date"] == DAY
     assert document["seed"] == SEED
     assert document["generator_version"] == gen.GENERATOR_VERSION
@@ -300,7 +301,7 @@ def test_write_day_layout_manifest_and_success_last(spark, tmp_path):
     assert on_disk["lines"] == len(lines)
     assert on_disk["rows"] == ROWS
     assert on_disk["good"] + sum(on_disk["bad"].values()) == len(lines)
-    assert set(on_disk["bad"]) == set(gen.BAD_KINDS)
+    assert set(on_disk["bad"]) == set(layout.BAD_KINDS)
     assert on_disk["bad_record_rate"] == 0.1
     assert (day_dir / "_SUCCESS").exists()
 
@@ -347,4 +348,4 @@ def test_cli_defaults():
         gen.DEFAULT_BAD_RECORD_RATE,
         None,
     )
-    assert gen.orders_dir(args.output, DAY) == f"s3://b/raw/orders/dt={DAY}"
+    assert layout.raw_day_dir(args.output, DAY) == f"s3://b/raw/orders/dt={DAY}"

@@ -19,12 +19,12 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
+from spark_jobs.common.layout import join
 from spark_jobs.common.storage import (
     S3Options,
     Storage,
     StorageError,
     filesystem_and_path,
-    join,
     scheme_of,
 )
 
