@@ -8,7 +8,7 @@ value with ``pmod(xxhash64(key, seed, salt), size)``. There are no Python UDFs a
 so a row's values depend only on its key and the seed, never on partitioning.
 
 Used by ``spark_jobs/data_generator.py``; see ``build_pools``, the ``*_COLUMNS`` specs,
-``compile_columns`` and the JSON helpers (``json_object``, ``json_array`` ...).
+``with_spec`` and the JSON helpers (``json_object``, ``json_string``, ``concat_pieces`` ...).
 """
 
 from __future__ import annotations
@@ -314,20 +314,6 @@ def _weights_table(gen: Weighted) -> list[Any]:
     for value, weight in zip(gen.values, gen.weights, strict=True):
         table.extend([value] * weight)
     return table
-
-
-def compile_columns(
-    spec: Sequence[Col], keys: Sequence[Column], context: SpecContext
-) -> dict[str, Column]:
-    """Spark expressions for every column of a spec, in order; keys feed every column's hash.
-
-    Derived columns get the other columns as expressions; use ``with_spec`` to add a spec to a
-    DataFrame so they get column references instead (smaller plans, each value computed once).
-    """
-    out: dict[str, Column] = {}
-    for col in spec:
-        out[col.name] = _compile(col, keys, context, out)
-    return out
 
 
 def with_spec(
