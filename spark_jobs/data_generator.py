@@ -202,6 +202,34 @@ def _defect_columns(bad_record_rate: float) -> list[Column]:
 def _order_json(day: dt.date, context: SpecContext) -> Column:
     """The contract's document, field by field, as one JSON text column (always valid)."""
     ymd = day.strftime("%Y%m%d")
+    sequence = lpad_number(F.col("order_no"), 9)
+    total = money_text(F.col("total_cents"))
+    payment = json_object(
+        [
+            ("payment_id", json_string(F.concat(F.lit(f"PAY-{ymd}-"), sequence))),
+            ("method", json_string(F.col("payment_method"))),
+            ("status", json_string(F.col("payment_status"))),
+            ("amount", total),
+        ]
+    )
+    document = json_object(
+        [
+            ("order_id", json_string(F.concat(F.lit(f"ORD-{ymd}-"), sequence))),
+            ("order_ts", json_string(_order_ts_text(day))),
+            ("status", json_string(F.col("status"))),
+            ("channel", json_string(F.col("channel"))),
+            ("currency", json_string(F.col("c_currency"))),
+            ("customer", _customer_json()),
+            ("items", _items_json(context)),
+            ("payment", payment),
+            ("total_amount", total),
+        ]
+    )
+    return concat_pieces(document)
+
+
+def _order_ts_text(day: dt.date) -> Column:
+    """The order's timestamp as RFC 3339 text, in the day (or, for its defect, beside it)."""
     shift = F.pmod(F.col("bad_variant"), F.lit(2))
     # timestamp_outside_day is the one defect made here: a day before or after, by hash.
     order_day = F.when(
@@ -211,7 +239,7 @@ def _order_json(day: dt.date, context: SpecContext) -> Column:
         ),
     ).otherwise(F.lit(day.isoformat()))
     second = F.col("second_of_day")
-    order_ts = F.concat(
+    return F.concat(
         order_day,
         F.lit("T"),
         lpad_number(F.call_function("div", second, F.lit(3600)), 2),
@@ -221,34 +249,35 @@ def _order_json(day: dt.date, context: SpecContext) -> Column:
         lpad_number(F.pmod(second, F.lit(60)), 2),
         F.lit("Z"),
     )
-    sequence = lpad_number(F.col("order_no"), 9)
-    total = money_text(F.col("total_cents"))
-    product = context.pools.product
 
+
+def _customer_json() -> Pieces:
     def c(name: str) -> Column:
         return F.col(f"c_{name}")
 
     customer_id = F.concat(F.lit("CUST-"), lpad_number(F.col("customer_no"), 7))
-    customer = json_object(
+    address = json_object(
+        [
+            ("street", json_string(c("street"))),
+            ("city", json_string(c("city"))),
+            ("postcode", json_string(c("postcode"))),
+            ("country", json_string(c("country"))),
+        ]
+    )
+    return json_object(
         [
             ("customer_id", json_string(customer_id)),
             ("name", json_string(c("name"))),
             ("email", json_string(c("email"))),
             ("phone", json_string(c("phone"))),
             ("signup_date", json_string(c("signup_date"))),
-            (
-                "address",
-                json_object(
-                    [
-                        ("street", json_string(c("street"))),
-                        ("city", json_string(c("city"))),
-                        ("postcode", json_string(c("postcode"))),
-                        ("country", json_string(c("country"))),
-                    ]
-                ),
-            ),
+            ("address", address),
         ]
     )
+
+
+def _items_json(context: SpecContext) -> Pieces:
+    product = context.pools.product
 
     def item_json(k: int) -> Pieces:
         index = F.col(f"l{k}_product_index")
@@ -269,28 +298,7 @@ def _order_json(day: dt.date, context: SpecContext) -> Column:
         slot = concat_pieces([",", *item_json(k)])
         items.append(F.when(F.col("item_count") >= k, slot))
     items.append("]")
-    payment = json_object(
-        [
-            ("payment_id", json_string(F.concat(F.lit(f"PAY-{ymd}-"), sequence))),
-            ("method", json_string(F.col("payment_method"))),
-            ("status", json_string(F.col("payment_status"))),
-            ("amount", total),
-        ]
-    )
-    document = json_object(
-        [
-            ("order_id", json_string(F.concat(F.lit(f"ORD-{ymd}-"), sequence))),
-            ("order_ts", json_string(order_ts)),
-            ("status", json_string(F.col("status"))),
-            ("channel", json_string(F.col("channel"))),
-            ("currency", json_string(c("currency"))),
-            ("customer", customer),
-            ("items", items),
-            ("payment", payment),
-            ("total_amount", total),
-        ]
-    )
-    return concat_pieces(document)
+    return items
 
 
 # Regular expressions over the document text as _order_json writes it (field order is fixed).
