@@ -18,8 +18,18 @@ import pytest
 from pyspark.sql import functions as F  # noqa: N812
 
 from spark_jobs import data_processor as dp
-from spark_jobs.common.layout import join
+from spark_jobs.common import layout
+from spark_jobs.common.layout import (
+    INVALID_VALUE,
+    MALFORMED_JSON,
+    MISSING_REQUIRED_FIELD,
+    QUARANTINE_TABLE,
+    WRONG_TYPE,
+    join,
+)
 from spark_jobs.common.storage import Storage, filesystem_and_path
+from spark_jobs.processing.publish import read_published
+from spark_jobs.processing.report import ReconciliationError
 from tests.unit.test_data_processor import DAY, order
 
 pytestmark = pytest.mark.spark
@@ -80,26 +90,26 @@ def corpus() -> list[Case]:
         Case("valid order", good, VALID),
         Case("exact replay", good, DUPLICATE),
         # Truncated: a writer died mid-line, or a file was cut.
-        Case("truncated at 1 byte", good[:1], dp.MALFORMED_JSON),
-        Case("truncated mid key", good[:20], dp.MALFORMED_JSON),
-        Case("truncated mid value", good[: len(good) // 2], dp.MALFORMED_JSON),
-        Case("missing final brace", good[:-1], dp.MALFORMED_JSON),
+        Case("truncated at 1 byte", good[:1], MALFORMED_JSON),
+        Case("truncated mid key", good[:20], MALFORMED_JSON),
+        Case("truncated mid value", good[: len(good) // 2], MALFORMED_JSON),
+        Case("missing final brace", good[:-1], MALFORMED_JSON),
         # Encodings: invalid UTF-8 is replaced by U+FFFD when read, never a crash.
         Case("invalid UTF-8 in free text", with_bytes(2, b"Ada", b"A\xff\xfeda"), VALID),
         Case("overlong UTF-8 in free text", with_bytes(3, b"Ada", b"A\xc0\xafda"), VALID),
         Case(
             "invalid UTF-8 in an id",
             with_bytes(4, b"ORD-20240115", b"ORD-2024\xc3\x28115"),
-            dp.INVALID_VALUE,
+            INVALID_VALUE,
         ),
-        Case("binary garbage", b"\xc3\x28\xa0\xa1\x00\xff", dp.MALFORMED_JSON),
-        Case("UTF-8 BOM before the object", b"\xef\xbb\xbf" + text(order(5)), dp.MALFORMED_JSON),
+        Case("binary garbage", b"\xc3\x28\xa0\xa1\x00\xff", MALFORMED_JSON),
+        Case("UTF-8 BOM before the object", b"\xef\xbb\xbf" + text(order(5)), MALFORMED_JSON),
         Case("escaped lone surrogate", with_bytes(6, b"Ada", b"A\\ud800da"), VALID),
-        Case("NUL byte between tokens", text(order(7))[:-1] + b"\x00}", dp.MALFORMED_JSON),
+        Case("NUL byte between tokens", text(order(7))[:-1] + b"\x00}", MALFORMED_JSON),
         Case(
             "raw control character in a string",
             with_bytes(8, b"Ada", b"A\x01da"),
-            dp.MALFORMED_JSON,
+            MALFORMED_JSON,
         ),
         Case(
             "CR inside the line (JSON whitespace)",
@@ -108,42 +118,42 @@ def corpus() -> list[Case]:
         ),
         # Size: long lines span the arrow reader's 8 MiB blocks.
         Case("9 MiB unexpected field", text({**order(10), "note": "x" * (9 << 20)}), VALID),
-        Case("3 MiB of garbage", b"y" * (3 << 20), dp.MALFORMED_JSON),
+        Case("3 MiB of garbage", b"y" * (3 << 20), MALFORMED_JSON),
         Case(
             "nesting 5000 deep",
             text(order(11))[:-1] + b', "deep": ' + b"[" * 5000 + b"]" * 5000 + b"}",
-            dp.MALFORMED_JSON,
+            MALFORMED_JSON,
         ),
         # Types.
-        Case("id as a number", with_fields(12, order_id=12), dp.INVALID_VALUE),
-        Case("quantity as a string", nested(13, "items.0.quantity", "2"), dp.WRONG_TYPE),
-        Case("quantity as a float", nested(14, "items.0.quantity", 2.5), dp.WRONG_TYPE),
+        Case("id as a number", with_fields(12, order_id=12), INVALID_VALUE),
+        Case("quantity as a string", nested(13, "items.0.quantity", "2"), WRONG_TYPE),
+        Case("quantity as a float", nested(14, "items.0.quantity", 2.5), WRONG_TYPE),
         Case(
             "quantity beyond 64 bits",
             with_bytes(15, b'"quantity": 2', b'"quantity": 99999999999999999999999'),
-            dp.INVALID_VALUE,
+            INVALID_VALUE,
         ),
-        Case("total as a boolean", with_fields(16, total_amount=True), dp.WRONG_TYPE),
+        Case("total as a boolean", with_fields(16, total_amount=True), WRONG_TYPE),
         Case(
             "total as 1e400",
             with_bytes(17, b'"total_amount": 5.5', b'"total_amount": 1e400'),
-            dp.INVALID_VALUE,
+            INVALID_VALUE,
         ),
         Case(
             "total as NaN",
             with_bytes(18, b'"total_amount": 5.5', b'"total_amount": NaN'),
-            dp.MALFORMED_JSON,
+            MALFORMED_JSON,
         ),
-        Case("items as an object", with_fields(19, items={"line_no": 1}), dp.WRONG_TYPE),
-        Case("customer as a list", with_fields(20, customer=["CUST-0000001"]), dp.WRONG_TYPE),
-        Case("payment amount as text", nested(21, "payment.amount", "5.50"), dp.WRONG_TYPE),
+        Case("items as an object", with_fields(19, items={"line_no": 1}), WRONG_TYPE),
+        Case("customer as a list", with_fields(20, customer=["CUST-0000001"]), WRONG_TYPE),
+        Case("payment amount as text", nested(21, "payment.amount", "5.50"), WRONG_TYPE),
         # Nulls.
-        Case("every field null", all_fields_null(22), dp.MISSING_REQUIRED_FIELD),
-        Case("order_ts null", with_fields(23, order_ts=None), dp.MISSING_REQUIRED_FIELD),
-        Case("an item null", with_fields(24, items=[None]), dp.MISSING_REQUIRED_FIELD),
-        Case("nested email null", nested(25, "customer.email", None), dp.MISSING_REQUIRED_FIELD),
+        Case("every field null", all_fields_null(22), MISSING_REQUIRED_FIELD),
+        Case("order_ts null", with_fields(23, order_ts=None), MISSING_REQUIRED_FIELD),
+        Case("an item null", with_fields(24, items=[None]), MISSING_REQUIRED_FIELD),
+        Case("nested email null", nested(25, "customer.email", None), MISSING_REQUIRED_FIELD),
         Case("optional channel null", with_fields(26, channel=None), VALID),
-        Case("JSON null line", b"null", dp.WRONG_TYPE),
+        Case("JSON null line", b"null", WRONG_TYPE),
         # Duplicate keys: the last value wins, as in JSON.parse and Python's json.
         Case("duplicate key, same value", duplicate_key(27, b"status", b'"paid"'), VALID),
         Case(
@@ -152,7 +162,7 @@ def corpus() -> list[Case]:
         Case(
             "duplicate key, earlier value of a wrong type",
             duplicate_key(29, b"total_amount", b'"x"'),
-            dp.MALFORMED_JSON,
+            MALFORMED_JSON,
         ),
         # Unexpected fields are allowed and ignored (the contract says so).
         Case(
@@ -167,18 +177,16 @@ def corpus() -> list[Case]:
             VALID,
         ),
         # Not one object per line.
-        Case("empty line", b"", dp.MALFORMED_JSON),
-        Case("blank line", b" \t ", dp.MALFORMED_JSON),
-        Case("a number", b"42", dp.WRONG_TYPE),
-        Case("a string", b'"order"', dp.WRONG_TYPE),
-        Case("an array of orders", b"[" + text(order(31)) + b"]", dp.WRONG_TYPE),
-        Case("two orders on one line", text(order(32)) + text(order(33)), dp.MALFORMED_JSON),
-        Case(
-            "two orders with a comma", text(order(34)) + b", " + text(order(35)), dp.MALFORMED_JSON
-        ),
-        Case("text after the order", text(order(36)) + b" trailing", dp.MALFORMED_JSON),
-        Case("extra closing brace", text(order(37)) + b"}", dp.MALFORMED_JSON),
-        Case("array closed after the order", text(order(38)) + b'], "x": 1}', dp.MALFORMED_JSON),
+        Case("empty line", b"", MALFORMED_JSON),
+        Case("blank line", b" \t ", MALFORMED_JSON),
+        Case("a number", b"42", WRONG_TYPE),
+        Case("a string", b'"order"', WRONG_TYPE),
+        Case("an array of orders", b"[" + text(order(31)) + b"]", WRONG_TYPE),
+        Case("two orders on one line", text(order(32)) + text(order(33)), MALFORMED_JSON),
+        Case("two orders with a comma", text(order(34)) + b", " + text(order(35)), MALFORMED_JSON),
+        Case("text after the order", text(order(36)) + b" trailing", MALFORMED_JSON),
+        Case("extra closing brace", text(order(37)) + b"}", MALFORMED_JSON),
+        Case("array closed after the order", text(order(38)) + b'], "x": 1}', MALFORMED_JSON),
         Case("whitespace after the order", text(order(39)) + b" \t", VALID),
         # Same order_id, later timestamp: a replay, dropped.
         Case("same id, later", with_fields(40, order_ts="2024-01-15T11:00:00Z"), VALID),
@@ -193,7 +201,7 @@ def case_text(case: Case) -> str:
 
 def write_raw_day(storage: Storage, raw_root: str, files: dict[str, bytes]) -> str:
     """Write the files (bytes as given) into <raw_root>/orders/dt=DAY/ on any backend."""
-    day_dir = dp.raw_day_dir(raw_root, dp.parse_day(DAY))
+    day_dir = layout.raw_day_dir(raw_root, DAY)
     for name, data in files.items():
         fs, path = filesystem_and_path(join(day_dir, name), storage.s3)
         fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
@@ -251,7 +259,7 @@ def test_every_hostile_line_is_valid_quarantined_or_a_duplicate(backend, capsys)
     assert report["reconciled"]
 
     spark = storage.spark
-    quarantine = dp.read_published(spark, out, dp.QUARANTINE_TABLE, DAY, storage=storage)
+    quarantine = read_published(spark, out, QUARANTINE_TABLE, DAY, storage=storage)
     got = Counter((row["raw_line"], row["reason"]) for row in quarantine.collect())
     want = Counter((case_text(c), c.outcome) for c in cases if c.outcome in reasons)
     assert got == want, f"differs: missing {want - got}, unexpected {got - want}"
@@ -261,7 +269,7 @@ def test_every_hostile_line_is_valid_quarantined_or_a_duplicate(backend, capsys)
     }
     assert files == {"part-00000.jsonl", "part-00001.jsonl"}
 
-    orders = dp.read_published(spark, out, "orders", DAY, storage=storage)
+    orders = read_published(spark, out, "orders", DAY, storage=storage)
     kept = sorted(row["order_id"] for row in orders.select("order_id").collect())
     valid_ids = sorted(json.loads(case_text(c))["order_id"] for c in cases if c.outcome == VALID)
     assert kept == valid_ids
@@ -279,6 +287,6 @@ def test_a_success_marker_without_the_data_its_manifest_counts_fails(backend):
     storage, raw, out = backend
     manifest = json.dumps({"date": DAY, "lines": 5}).encode()
     write_raw_day(storage, raw, {"_manifest.json": manifest, "_SUCCESS": b""})
-    with pytest.raises(dp.ReconciliationError, match="says 5 lines but 0 were read"):
+    with pytest.raises(ReconciliationError, match="says 5 lines but 0 were read"):
         dp.main(["--date", DAY, "--input", raw, "--output", out])
-    assert not storage.exists(dp.report_path(out, dp.parse_day(DAY)))
+    assert not storage.exists(layout.report_path(out, DAY))

@@ -17,12 +17,13 @@ import pytest
 
 from spark_jobs import data_generator
 from spark_jobs import data_processor as dp
+from spark_jobs.common import layout
 from spark_jobs.common.storage import Storage
+from spark_jobs.processing.publish import read_published
 
 pytestmark = pytest.mark.spark
 
 DAYS = ("2024-03-01", "2024-03-02")
-PUBLISHED = (*dp.TABLES, dp.QUARANTINE_TABLE)
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -38,11 +39,11 @@ def roots(request, tmp_path, spark):
 def snapshot(storage: Storage, out: str, day: str) -> dict:
     """What a run published for the day: its report (less the timing), and per table the row
     count and a digest of the sorted rows."""
-    report = json.loads(storage.read_text(dp.report_path(out, dp.parse_day(day))))
+    report = json.loads(storage.read_text(layout.report_path(out, day)))
     report.pop("seconds")
     tables = {}
-    for table in PUBLISHED:
-        rows = dp.read_published(storage.spark, out, table, day, storage=storage).collect()
+    for table in layout.PUBLISHED_TABLES:
+        rows = read_published(storage.spark, out, table, day, storage=storage).collect()
         lines = sorted(repr(tuple(row)) for row in rows)
         digest = hashlib.sha256("\n".join(lines).encode()).hexdigest()
         tables[table] = (len(rows), digest)

@@ -19,6 +19,7 @@ import json
 import math
 import os
 import re
+from collections import Counter
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -28,8 +29,10 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator, FormatChecker, ValidationError, validators
 from pyspark.sql import functions as F  # noqa: N812
 
-from spark_jobs import data_processor as dp
 from spark_jobs.common.contract import load_contract
+from spark_jobs.common.layout import REASONS
+from spark_jobs.processing.dedupe import keep_winners, tally
+from spark_jobs.processing.validate import split_valid, validate
 from tests.unit.test_data_processor import DAY, lines_frame
 
 pytestmark = pytest.mark.spark
@@ -337,7 +340,7 @@ def raw_line(draw) -> str:
 @given(lines=st.lists(raw_line(), min_size=1, max_size=40))
 def test_the_processor_accepts_exactly_what_the_contract_accepts(spark, lines):
     frame = lines_frame(spark, lines)
-    rows = dp.parse_and_validate(frame, DAY).collect()
+    rows = validate(frame, DAY).collect()
     assert len(rows) == len(lines)
     # Rows come back rejected first; line_hash (xxhash64 of the line) ties them to the input.
     hashes = [row[0] for row in frame.select(F.xxhash64("value")).collect()]
@@ -345,9 +348,7 @@ def test_the_processor_accepts_exactly_what_the_contract_accepts(spark, lines):
     for text, line_hash in zip(lines, hashes, strict=True):
         row, problems = by_hash[line_hash], oracle_problems(text)
         if problems:
-            assert row["reason"] in dp.REASONS, (
-                f"accepted, but the contract says {problems}: {text}"
-            )
+            assert row["reason"] in REASONS, f"accepted, but the contract says {problems}: {text}"
             assert row["detail"], f"{row['reason']} without a detail: {text}"
             assert row["raw_line"] == text
         else:
@@ -362,19 +363,25 @@ def test_the_processor_accepts_exactly_what_the_contract_accepts(spark, lines):
 def test_every_line_is_counted_once(spark, lines, replays):
     """lines = valid + quarantined + duplicates dropped; one kept order per valid order id."""
     lines = lines + replays.draw(st.lists(st.sampled_from(lines), max_size=10))
-    validated = dp.parse_and_validate(lines_frame(spark, lines), DAY).cache()
-    counts = dp.reason_counts(validated)
-    valid, _ = dp.split_valid(validated)
-    kept, dropped = dp.deduplicate(valid)
-    kept_rows = kept.collect()
-    kept_ids = [row["order"]["order_id"] for row in kept_rows]
-    # The job's one-pass tally gives the same answers as the two steps.
-    one_pass_counts, winners, one_pass_dropped = dp.tally(validated)
-    one_pass_kept = dp.keep_winners(valid, winners).collect()
+    validated = validate(lines_frame(spark, lines), DAY).cache()
+    columns = ["reason", "order", F.unix_micros("order_ts").alias("ts_us"), "line_hash", "line_id"]
+    rows = validated.select(*columns).collect()
+    counts, winners, dropped = tally(validated)
+    valid, _ = split_valid(validated)
+    kept_rows = keep_winners(valid, winners).collect()
     validated.unpersist()
-    assert (one_pass_counts, one_pass_dropped) == (counts, dropped)
-    by_line = lambda row: row["line_id"]  # noqa: E731
-    assert sorted(one_pass_kept, key=by_line) == sorted(kept_rows, key=by_line)
+    # The dedupe's rule, restated: per order id the latest order_ts (NULL last), then the
+    # smallest line hash, then the first line read.
+    best: dict[str, tuple] = {}
+    for row in rows:
+        if row["reason"] is None:
+            ts = row["ts_us"]
+            rank = (ts is None, -(ts or 0), row["line_hash"], row["line_id"])
+            order_id = row["order"]["order_id"]
+            best[order_id] = min(best.get(order_id, rank), rank)
+    assert counts == Counter(row["reason"] for row in rows)
+    assert sorted(row["line_id"] for row in kept_rows) == sorted(r[-1] for r in best.values())
+    kept_ids = [row["order"]["order_id"] for row in kept_rows]
     assert sum(counts.values()) == len(lines)
     assert len(kept_ids) + dropped == counts.get(None, 0)
     assert len(kept_ids) == len(set(kept_ids))

@@ -11,7 +11,13 @@ from pyspark.sql import functions as F  # noqa: N812
 
 from spark_jobs import data_generator
 from spark_jobs import data_processor as dp
+from spark_jobs.common import layout
 from spark_jobs.common.storage import Storage
+from spark_jobs.processing.dedupe import keep_winners, tally
+from spark_jobs.processing.extract import InputIncompleteError, InputMissingError
+from spark_jobs.processing.publish import NotPublishedError, read_published
+from spark_jobs.processing.report import ReconciliationError, quality_report
+from spark_jobs.processing.validate import split_valid, validate
 
 DAY = "2024-01-15"
 OTHER_DAY = "2024-01-14"
@@ -74,7 +80,7 @@ BAD_LINES = [
     # Spark would silently read "5.50" into a decimal: money is parsed as a double instead.
     (edited(106, lambda d: d.update(total_amount="5.50")), "wrong_type", "total_amount"),
     # A number in a string field with a pattern fails the pattern. (In a free-text field, such as
-    # customer.name, it is deliberately kept as its text: see parse_and_validate.)
+    # customer.name, it is deliberately kept as its text: see validate.)
     (
         edited(107, lambda d: d["customer"].update(customer_id=12)),
         "invalid_value",
@@ -131,7 +137,7 @@ def lines_frame(spark, lines: list[str]):
 def write_raw_day(
     root: Path, day: str, lines: list[str], manifest_lines: int | None = None
 ) -> None:
-    day_dir = root / "orders" / f"dt={day}"
+    day_dir = Path(layout.raw_day_dir(str(root), day))
     day_dir.mkdir(parents=True, exist_ok=True)
     (day_dir / "part-00000.jsonl").write_text("".join(text + "\n" for text in lines))
     if manifest_lines is not None:
@@ -148,7 +154,7 @@ def good_and_bad_lines() -> list[str]:
 
 def test_each_bad_line_gets_its_reason_and_detail(spark):
     lines = [text for text, _, _ in BAD_LINES] + [line(order(1))]
-    rows = dp.parse_and_validate(lines_frame(spark, lines), DAY).collect()
+    rows = validate(lines_frame(spark, lines), DAY).collect()
     got = [(row["reason"], row["detail"]) for row in rows]
     assert got == [(reason, detail) for _, reason, detail in BAD_LINES] + [(None, None)]
     bad = rows[0]
@@ -157,7 +163,7 @@ def test_each_bad_line_gets_its_reason_and_detail(spark):
     assert rows[-1]["order"]["total_amount"] == Decimal("5.50")
 
 
-def test_deduplicate_keeps_latest_then_smallest_hash(spark):
+def test_the_dedupe_keeps_latest_then_smallest_hash(spark):
     lines = [
         line(order(1)),
         line(order(1)),
@@ -165,8 +171,11 @@ def test_deduplicate_keeps_latest_then_smallest_hash(spark):
         line(order(2, order_ts="2024-01-15T12:00:00Z")),
         line(order(3)),
     ]
-    valid, quarantine = dp.split_valid(dp.parse_and_validate(lines_frame(spark, lines), DAY))
-    kept, dropped = dp.deduplicate(valid)
+    validated = validate(lines_frame(spark, lines), DAY)
+    counts, winners, dropped = tally(validated)
+    valid, quarantine = split_valid(validated)
+    kept = keep_winners(valid, winners)
+    assert counts == {None: 5}
     assert quarantine.count() == 0
     assert dropped == 2
     rows = {r["order"]["order_id"]: r["order"]["order_ts"] for r in kept.collect()}
@@ -176,13 +185,13 @@ def test_deduplicate_keeps_latest_then_smallest_hash(spark):
 
 def test_quality_report_refuses_lines_that_do_not_add_up():
     counts = {None: 10, "malformed_json": 2}
-    report = dp.quality_report(DAY, counts, 3, {"orders": 7}, {"lines": 12})
+    report = quality_report(DAY, counts, 3, {"orders": 7}, {"lines": 12})
     assert report["reconciled"]
     assert report["quarantine_by_reason"]["malformed_json"] == 2
-    with pytest.raises(dp.ReconciliationError, match="lines read 12 != valid 8"):
-        dp.quality_report(DAY, counts, 3, {"orders": 8})
-    with pytest.raises(dp.ReconciliationError, match=r"_manifest\.json says 13 lines but 12"):
-        dp.quality_report(DAY, counts, 3, {"orders": 7}, {"lines": 13})
+    with pytest.raises(ReconciliationError, match="lines read 12 != valid 8"):
+        quality_report(DAY, counts, 3, {"orders": 8})
+    with pytest.raises(ReconciliationError, match=r"_manifest\.json says 13 lines but 12"):
+        quality_report(DAY, counts, 3, {"orders": 7}, {"lines": 13})
 
 
 @pytest.fixture(scope="module")
@@ -218,7 +227,7 @@ def test_report_reconciles_every_line(published, spark):
         (published["out"] / "reports" / f"dt={DAY}" / "quality_report.json").read_text()
     )
     assert on_disk == report
-    quarantine = dp.read_published(spark, str(published["out"]), "quarantine", DAY)
+    quarantine = read_published(spark, str(published["out"]), "quarantine", DAY)
     assert quarantine.columns == ["raw_line", "reason", "detail", "source_file"]
     assert quarantine.count() == len(BAD_LINES)
     assert quarantine.where(F.col("source_file").endswith("part-00000.jsonl")).count() == len(
@@ -228,8 +237,8 @@ def test_report_reconciles_every_line(published, spark):
 
 def test_tables_are_consistent(published, spark):
     out = str(published["out"])
-    orders = dp.read_published(spark, out, "orders", DAY)
-    items = dp.read_published(spark, out, "order_items", DAY)
+    orders = read_published(spark, out, "orders", DAY)
+    items = read_published(spark, out, "order_items", DAY)
     assert orders.count() == orders.select("order_id").distinct().count() == 6
     assert items.count() == 12
     by_order = items.groupBy("order_id").agg(F.sum("line_amount").alias("items_total"))
@@ -239,9 +248,9 @@ def test_tables_are_consistent(published, spark):
     assert mismatched.count() == 0
     latest = orders.where(F.col("order_id") == "ORD-20240115-000000006").collect()
     assert latest[0]["order_ts"].hour == 11
-    assert dp.read_published(spark, out, "customers", DAY).count() == 3
-    assert dp.read_published(spark, out, "payments", DAY).count() == 6
-    sales = dp.read_published(spark, out, "daily_sales", DAY).collect()
+    assert read_published(spark, out, "customers", DAY).count() == 3
+    assert read_published(spark, out, "payments", DAY).count() == 6
+    sales = read_published(spark, out, "daily_sales", DAY).collect()
     assert sum(row["orders"] for row in sales) == 6
     assert sum(row["revenue"] for row in sales) == Decimal("33.00")
 
@@ -255,10 +264,10 @@ def test_money_is_published_as_decimal_cents(published, spark):
         "payments": ["amount"],
     }
     for table, columns in money.items():
-        types = dict(dp.read_published(spark, out, table, DAY).dtypes)
+        types = dict(read_published(spark, out, table, DAY).dtypes)
         for column in columns:
             assert types[column] == "decimal(12,2)", f"{table}.{column} is {types[column]}"
-    items = dp.read_published(spark, out, "order_items", DAY).collect()
+    items = read_published(spark, out, "order_items", DAY).collect()
     assert all(row["line_amount"] == row["quantity"] * row["unit_price"] for row in items)
 
 
@@ -267,7 +276,7 @@ def test_rerun_replaces_only_that_day(published, spark):
     again = dp.process_day(spark, str(published["raw"]), out, DAY)
     for key in ("lines_read", "valid", "quarantined", "duplicates_dropped", "tables"):
         assert again[key] == published["report"][key]
-    assert dp.read_published(spark, out, "orders", DAY).count() == 6
+    assert read_published(spark, out, "orders", DAY).count() == 6
     assert published["sentinel"].read_text() == "other day"
 
 
@@ -289,11 +298,11 @@ def test_failed_write_leaves_the_day_unpublished(published, spark, monkeypatch):
     assert not (published["out"] / "reports" / f"dt={DAY}" / "quality_report.json").exists()
     markers = list(published["out"].glob(f"*/dt={DAY}/_SUCCESS"))
     assert markers == []
-    with pytest.raises(dp.NotPublishedError, match=r"quality_report\.json is missing"):
-        dp.read_published(spark, out, "orders", DAY)
+    with pytest.raises(NotPublishedError, match=r"quality_report\.json is missing"):
+        read_published(spark, out, "orders", DAY)
     # Recovery is a plain rerun.
     dp.process_day(spark, str(published["raw"]), out, DAY)
-    assert dp.read_published(spark, out, "orders", DAY).count() == 6
+    assert read_published(spark, out, "orders", DAY).count() == 6
 
 
 def test_read_published_refuses_a_table_without_its_marker(published, spark):
@@ -301,8 +310,8 @@ def test_read_published_refuses_a_table_without_its_marker(published, spark):
     marker = out / "payments" / f"dt={DAY}" / "_SUCCESS"
     marker.unlink()
     try:
-        with pytest.raises(dp.NotPublishedError, match=r"payments.*_SUCCESS is missing"):
-            dp.read_published(spark, str(out), "payments", DAY)
+        with pytest.raises(NotPublishedError, match=r"payments.*_SUCCESS is missing"):
+            read_published(spark, str(out), "payments", DAY)
     finally:
         marker.write_text("")
 
@@ -313,27 +322,27 @@ def test_empty_day_publishes_empty_tables_and_zero_report(spark, tmp_path):
     report = dp.process_day(spark, str(tmp_path / "raw"), out, DAY)
     assert report["lines_read"] == report["valid"] == report["quarantined"] == 0
     assert set(report["tables"].values()) == {0}
-    orders = dp.read_published(spark, out, "orders", DAY)
+    orders = read_published(spark, out, "orders", DAY)
     assert orders.count() == 0
     assert {"order_id", "order_ts", "total_amount"} <= set(orders.columns)
 
 
 def test_missing_input_names_the_path(spark, tmp_path):
     expected = str(tmp_path / "raw" / "orders" / f"dt={DAY}")
-    with pytest.raises(dp.InputMissingError, match=expected):
+    with pytest.raises(InputMissingError, match=expected):
         dp.process_day(spark, str(tmp_path / "raw"), str(tmp_path / "out"), DAY)
 
 
 def test_unfinished_generator_is_refused(spark, tmp_path):
     write_raw_day(tmp_path / "raw", DAY, [line(order(1))])
     (tmp_path / "raw" / "orders" / f"dt={DAY}" / "_SUCCESS").unlink()
-    with pytest.raises(dp.InputIncompleteError, match=r"dt=2024-01-15/_SUCCESS is missing"):
+    with pytest.raises(InputIncompleteError, match=r"dt=2024-01-15/_SUCCESS is missing"):
         dp.process_day(spark, str(tmp_path / "raw"), str(tmp_path / "out"), DAY)
 
 
 def test_manifest_mismatch_fails_before_publishing(spark, tmp_path):
     write_raw_day(tmp_path / "raw", DAY, [line(order(1))], manifest_lines=2)
-    with pytest.raises(dp.ReconciliationError, match="lost in transit"):
+    with pytest.raises(ReconciliationError, match="lost in transit"):
         dp.process_day(spark, str(tmp_path / "raw"), str(tmp_path / "out"), DAY)
     assert not (tmp_path / "out").exists()
 
@@ -343,10 +352,13 @@ def test_generator_output_is_classified_as_the_manifest_says(spark, tmp_path):
     manifest = data_generator.write_day(spark, raw, DAY, 400, seed=7, bad_record_rate=0.25)
     report = dp.process_day(spark, raw, out, DAY)
     assert report["lines_read"] == manifest["lines"]
-    assert report["duplicates_dropped"] == manifest["bad"]["duplicate_order_id"]
-    injected = {k: v for k, v in manifest["bad"].items() if k != "duplicate_order_id"}
-    found = {k: v for k, v in report["quarantine_by_reason"].items() if k in injected}
+    outcomes = layout.OUTCOME_OF_KIND
+    dropped = sum(n for kind, n in manifest["bad"].items() if outcomes[kind] is None)
+    assert report["duplicates_dropped"] == dropped == manifest["bad"]["duplicate_order_id"]
+    injected = {outcomes[kind]: n for kind, n in manifest["bad"].items() if outcomes[kind]}
+    found = {r: n for r, n in report["quarantine_by_reason"].items() if r in injected}
     assert found == injected
+    assert all(report["quarantine_by_reason"][r] == 0 for r in layout.REASONS_NOT_INJECTED)
     assert report["quarantined"] == sum(injected.values())
     assert report["valid"] == manifest["good"]
 
@@ -364,10 +376,10 @@ def test_a_line_with_more_than_one_json_value_is_malformed(spark):
         one + " \t": None,
         one: None,
     }
-    rows = dp.parse_and_validate(lines_frame(spark, list(lines)), DAY).collect()
+    rows = validate(lines_frame(spark, list(lines)), DAY).collect()
     got = [(row["reason"], row["detail"]) for row in rows]
     want = [
-        (None, None) if d is None else (dp.MALFORMED_JSON, f"not parseable JSON: {d}")
+        (None, None) if d is None else (layout.MALFORMED_JSON, f"not parseable JSON: {d}")
         for d in lines.values()
     ]
     assert got == want
@@ -391,7 +403,7 @@ def test_a_trailing_line_break_does_not_pass_a_pattern_or_format(spark):
     doc = order(7)
     doc["customer"]["address"]["country"] = "GB\n"
     cases.append((doc, "customer.address.country: pattern"))
-    rows = dp.parse_and_validate(lines_frame(spark, [line(d) for d, _ in cases]), DAY).collect()
+    rows = validate(lines_frame(spark, [line(d) for d, _ in cases]), DAY).collect()
     assert [(r["reason"], r["detail"]) for r in rows] == [("invalid_value", d) for _, d in cases]
 
 
