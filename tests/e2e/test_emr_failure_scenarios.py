@@ -18,6 +18,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -118,8 +119,12 @@ def scenario_runs(settings, airflow_api, emr_faults, s3, progress) -> Iterator[S
         for dag_id in {scenario.dag_id for scenario in planned.values()}:
             airflow_api.wait_for_dag(dag_id)
             airflow_api.unpause(dag_id)
+        # A new run each time (its ds the scenario's day): a cleared one would keep counting
+        # its tries, and the retries' exponential backoff would stretch each rerun.
+        now = datetime.now(UTC).strftime("%H:%M:%S")
         for name, scenario in planned.items():
-            runs.run_ids[name] = airflow_api.run_for_date(scenario.dag_id, scenario.day)
+            logical_date = f"{scenario.day}T{now}Z"
+            runs.run_ids[name] = airflow_api.trigger(scenario.dag_id, logical_date)
             progress(f"{scenario.dag_id}: run {runs.run_ids[name]} for {scenario.day} ({name})")
         yield runs
     finally:
