@@ -22,6 +22,7 @@ import pytest
 from config.config import Settings, get_settings
 from host_stack.airflow import AirflowApi
 from tests.e2e.emr_runs import EmulatorFaults
+from tests.e2e.emr_scenarios import ScenarioRuns, started_scenarios
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -102,6 +103,15 @@ def emr_faults(settings: Settings) -> Iterator[EmulatorFaults]:
                     "(no /_emulator/health): its faults cannot be armed there")  # fmt: skip
     yield faults
     faults.close()
+
+
+@pytest.fixture(scope="session")
+def emr_scenarios(
+    settings: Settings, airflow_api: AirflowApi, emr_faults: EmulatorFaults, s3, progress
+) -> Iterator[ScenarioRuns]:
+    """The EMR failure scenarios' runs, started at the first test that asks (emr_scenarios.py)."""
+    with started_scenarios(settings, airflow_api, emr_faults, s3, progress) as runs:
+        yield runs
 
 
 @pytest.fixture(scope="session")

@@ -109,6 +109,10 @@ class FinishedRun:
     def cluster_id(self) -> str:
         return self.api.xcom(self.dag_id, self.run_id, f"{self.group}.create_cluster")
 
+    def cluster(self, emr) -> dict:
+        """The cluster the run created (create_cluster's XCom), as EMR describes it."""
+        return emr.describe_cluster(ClusterId=self.cluster_id())["Cluster"]
+
     def assert_failed(self, **expected_states: str) -> None:
         """The run failed, with these tasks (names within the job group) in these states."""
         states = self.states

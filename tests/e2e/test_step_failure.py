@@ -7,6 +7,10 @@ unreconciled day), so its step fails on the cluster. Black-box: Airflow's REST A
 and its tasks, EMR's API for the cluster and the step, S3 for the data, and the failing task's
 log as the REST API serves it: it must say why (FailureDetails, the job's error in the step log's
 last lines, the logs' URIs), so nobody has to leave Airflow to find out.
+
+The step that outlives wait_for_step's timeout is one of the EMR scenarios
+(tests/e2e/emr_scenarios.py): its run starts with them, and it is checked here, last, so its
+wait overlaps the pipeline tests.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import os
 import pytest
 
 from tests.e2e.emr_runs import FinishedRun, assert_nothing_left_running, in_order, write_raw_day
+from tests.e2e.emr_scenarios import MAX_REHEARSED_STEP_TIMEOUT_SECONDS
 
 PROCESSING_DAG = "data_processing"
 JOB = "data_processor"
@@ -73,6 +78,42 @@ def test_a_failed_step_fails_the_run_and_still_terminates_the_cluster(
             f"the raw _manifest.json says {LINES_CLAIMED} lines but {LINES_WRITTEN} were read",
             "Full logs:",
             f"{log_prefix}stderr.gz",
+        ],
+        "wait_for_step's log",
+    )
+
+
+def test_a_step_past_its_timeout_fails_the_wait_and_the_teardown_cancels_it(
+    emr_scenarios, emr, settings
+):
+    scenario = emr_scenarios.planned.get("timeout")
+    if scenario is None:
+        pytest.skip(
+            f"EMR_STEP_TIMEOUT_SECONDS is {settings.emr_step_timeout_seconds} s here; the "
+            f"scenario waits out at most {MAX_REHEARSED_STEP_TIMEOUT_SECONDS} s (the host "
+            "rehearsal sets it short)"
+        )
+    run = emr_scenarios.finished("timeout")
+
+    run.assert_failed(
+        create_cluster="success", add_step="success", wait_for_step="failed",
+        terminate_cluster="success",
+    )  # fmt: skip
+    cluster = run.cluster(emr)
+    # Terminated by the DAG's teardown (TerminateJobFlows), which cancelled the running step.
+    assert cluster["Status"]["State"] == "TERMINATED", cluster["Status"]
+    assert cluster["Status"]["StateChangeReason"]["Code"] == "USER_REQUEST", cluster["Status"]
+    assert_nothing_left_running(emr, scenario.job, scenario.day)
+    (step,) = emr.list_steps(ClusterId=cluster["Id"])["Steps"]
+    assert step["Status"]["State"] == "CANCELLED", step["Status"]
+
+    in_order(
+        run.log("wait_for_step"),
+        [
+            f"EMR step {step['Id']} on cluster {cluster['Id']} did not end within the sensor's "
+            f"timeout ({settings.emr_step_timeout_seconds} s).",
+            f"EMR step {step['Id']}",
+            "is RUNNING.",
         ],
         "wait_for_step's log",
     )
