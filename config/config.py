@@ -376,6 +376,21 @@ class Settings(BaseSettings):
         ge=1,
         le=600,
     )
+    emr_step_timeout_seconds: int = _setting(
+        10800,
+        description="How long a job's step may run before wait_for_step fails and the teardown "
+        "terminates its cluster, cancelling the step (aws only).",
+        expected="a whole number of seconds from 60, like 10800 (3 hours)",
+        ge=60,
+    )
+    emr_step_log_wait_seconds: int = _setting(
+        300,
+        description="How long a failed step's wait_for_step waits for EMR to ship the step's "
+        "logs to S3 before it names their URI instead of showing their last lines (aws only).",
+        expected="a whole number of seconds from 0 to 1800, like 300",
+        ge=0,
+        le=1800,
+    )
     generation_schedule: str = _setting(
         description="Cron schedule of the data generation DAG.",
         expected="a 5-field cron expression like '0 9 * * *'",

@@ -28,6 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from host_stack.stack import EMULATED_STEP_LOG_WAIT_SECONDS, EMULATED_STEP_TIMEOUT_SECONDS
 from host_stack.stack_settings import STACK_ENV_NAMES, StackSettings
 from orchestration.compose_secrets import ensure_secrets, read_env_file
 
@@ -118,7 +119,11 @@ def plan(
     }
     if stack.emulates_aws:
         test_env |= LOCALSTACK_KEYS | {
-            "EMR_ENDPOINT_URL": f"http://localhost:{ports['EMR_EMULATOR_PORT']}"
+            "EMR_ENDPOINT_URL": f"http://localhost:{ports['EMR_EMULATOR_PORT']}",
+            # What the rehearsal's Airflow waits (its compose file sets the same): the EMR
+            # failure scenarios plan their faults by them.
+            "EMR_STEP_TIMEOUT_SECONDS": str(EMULATED_STEP_TIMEOUT_SECONDS),
+            "EMR_STEP_LOG_WAIT_SECONDS": str(EMULATED_STEP_LOG_WAIT_SECONDS),
         }
     wait = ["--wait", "--wait-timeout", str(WAIT_TIMEOUT_SECONDS)]
     return Plan(

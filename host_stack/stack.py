@@ -58,6 +58,13 @@ HOST = "127.0.0.1"
 # How often Airflow polls the EMR emulator (EMR_STEP_POLL_SECONDS, ..._TERMINATION_...): a
 # rehearsal waits seconds, not the minute production polls at.
 EMULATED_AWS_POLL_SECONDS = 2
+# The rehearsal's limit on an EMR step (EMR_STEP_TIMEOUT_SECONDS): well above its steps' one to
+# three minutes on a busy 2-core machine, short enough that tests/e2e can rehearse a step that
+# outlives it while the other e2e tests run.
+EMULATED_STEP_TIMEOUT_SECONDS = 420
+# The emulator ships step logs at once unless told otherwise (its test hook): no reason to wait
+# for them as long as for EMR (EMR_STEP_LOG_WAIT_SECONDS).
+EMULATED_STEP_LOG_WAIT_SECONDS = 10
 EMR_EMULATOR = "emr-emulator"
 # The one-off warm-up run that writes the Spark jobs' class-data archive (host_stack/spark_cds.py).
 SPARK_CDS = "spark-cds"
@@ -234,6 +241,10 @@ class Stack:
             "ROWS_PER_DAY": str(local.rows_per_day),
             "EMR_STEP_POLL_SECONDS": str(EMULATED_AWS_POLL_SECONDS),
             "EMR_TERMINATION_POLL_SECONDS": str(EMULATED_AWS_POLL_SECONDS),
+            "EMR_STEP_TIMEOUT_SECONDS": str(EMULATED_STEP_TIMEOUT_SECONDS),
+            "EMR_STEP_LOG_WAIT_SECONDS": str(EMULATED_STEP_LOG_WAIT_SECONDS),
+            # As the Docker rehearsal: a failed try is retried in seconds, not minutes.
+            "TASK_RETRY_DELAY_SECONDS": str(local.task_retry_delay_seconds),
         }
         overrides.update({k: v for k, v in rehearsal_sized.items() if k not in self.environ})
         return overrides

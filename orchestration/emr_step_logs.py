@@ -11,6 +11,9 @@ orchestration/spark_job.py for `wait_for_step`) also prints, in this order:
    it says so and names the URI to look at later);
 3. the S3 URIs of the full logs.
 
+When the step outlives the sensor's timeout, the log says so and where the step stands (still
+RUNNING: the DAG's teardown then terminates the cluster, which cancels it).
+
 It changes only the failure path of the provider's sensor (poking and the deferrable trigger
 are the provider's own), and reading the logs never hides the step's failure: any error while
 reading is logged and the provider's exception is raised as before.
@@ -26,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from airflow.providers.amazon.aws.sensors.emr import EmrStepSensor
-from airflow.providers.common.compat.sdk import AirflowException
+from airflow.providers.common.compat.sdk import AirflowException, AirflowSensorTimeout
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -93,11 +96,13 @@ class StepLogReport:
     tail_lines: int = DEFAULT_TAIL_LINES
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
+    # The step's state as `lines` found it.
+    state: str | None = None
 
     def lines(self, cluster_id: str, step_id: str) -> list[str]:
         step = self.emr.describe_step(ClusterId=cluster_id, StepId=step_id)["Step"]
         status = step["Status"]
-        state = status["State"]
+        state = self.state = status["State"]
         out = [f"EMR step {step_id} ({step.get('Name')!r}) on cluster {cluster_id} is {state}."]
         if state not in FAILED_STEP_STATES:
             return out
@@ -208,6 +213,23 @@ class EmrStepSensorWithLogs(EmrStepSensor):
         self.log_poll_seconds = log_poll_seconds
         self.log_tail_lines = log_tail_lines
 
+    def execute(self, context: Context) -> None:
+        try:
+            super().execute(context)
+        except AirflowSensorTimeout:
+            self.log_step_failure(timed_out=True)
+            raise
+
+    def resume_execution(
+        self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context
+    ) -> Any:
+        # Airflow ends a deferral that outlives its timeout this way, not through the trigger.
+        try:
+            return super().resume_execution(next_method, next_kwargs, context)
+        except AirflowSensorTimeout:
+            self.log_step_failure(timed_out=True)
+            raise
+
     def poke(self, context: Context) -> bool:
         try:
             return super().poke(context)
@@ -220,8 +242,12 @@ class EmrStepSensorWithLogs(EmrStepSensor):
             self.log_step_failure()
         super().execute_complete(context, event)
 
-    def log_step_failure(self) -> None:
-        """Log the step's FailureDetails and logs; never raise (the failure must stay visible)."""
+    def log_step_failure(self, *, timed_out: bool = False) -> None:
+        """Log the step's FailureDetails and logs; never raise (the failure must stay visible).
+
+        `timed_out`: Airflow ended the wait; a step not in a failed state also means that (the
+        trigger gave up after its attempts).
+        """
         try:
             report = StepLogReport(
                 emr=self.hook.conn,
@@ -231,6 +257,7 @@ class EmrStepSensorWithLogs(EmrStepSensor):
                 tail_lines=self.log_tail_lines,
             )
             lines = report.lines(self.job_flow_id, self.step_id)
+            timed_out = timed_out or report.state not in FAILED_STEP_STATES
         except Exception as exc:
             self.log.warning(
                 "Could not read why EMR step %s on cluster %s failed (%s: %s); see the step in "
@@ -241,6 +268,13 @@ class EmrStepSensorWithLogs(EmrStepSensor):
                 exc,
             )
             return
+        if timed_out:
+            self.log.error(
+                "EMR step %s on cluster %s did not end within the sensor's timeout (%.0f s).",
+                self.step_id,
+                self.job_flow_id,
+                self.timeout,
+            )
         for line in lines:
             self.log.error("%s", line)
 

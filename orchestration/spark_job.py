@@ -54,13 +54,12 @@ DEFAULT_ARGS: dict[str, Any] = {
 }
 DAGRUN_TIMEOUT = timedelta(hours=8)
 
-# How long a job may run once submitted, and how long its cluster may take to terminate. How
-# often EMR is polled meanwhile is config (EMR_STEP_POLL_SECONDS, EMR_TERMINATION_POLL_SECONDS).
+# How long a local job may run once submitted, and how long an EMR cluster may take to
+# terminate. An EMR step's limit, how long a failed step's sensor waits for EMR to ship its logs,
+# and how often EMR is polled are config (EMR_STEP_TIMEOUT_SECONDS, EMR_STEP_LOG_WAIT_SECONDS,
+# EMR_STEP_POLL_SECONDS, EMR_TERMINATION_POLL_SECONDS).
 SPARK_JOB_TIMEOUT = timedelta(hours=3)
 CLUSTER_TERMINATION_WAIT = timedelta(minutes=30)
-# How long a failed step's sensor waits for EMR to ship the step's logs to S3 (it ships them
-# every few minutes); the task log then shows their last lines, or the URI to look at later.
-STEP_LOG_WAIT = timedelta(minutes=5)
 # How long processing waits for the generator's success marker of the same day.
 RAW_DAY_TIMEOUT = timedelta(hours=4)
 RAW_DAY_POKE_INTERVAL = timedelta(minutes=5)
@@ -294,6 +293,7 @@ def _emr_tasks(job: SparkJob, settings: Settings, *, deferrable: bool) -> None:
         aws_conn_id=AWS_CONN_ID,
     )
     poke_seconds = settings.emr_step_poll_seconds
+    step_timeout = timedelta(seconds=settings.emr_step_timeout_seconds)
     # The provider's EmrStepSensor, plus the step's FailureDetails and log tails when it fails.
     wait_for_step = EmrStepSensorWithLogs(
         task_id="wait_for_step",
@@ -302,12 +302,12 @@ def _emr_tasks(job: SparkJob, settings: Settings, *, deferrable: bool) -> None:
         aws_conn_id=AWS_CONN_ID,
         deferrable=deferrable,
         poke_interval=poke_seconds,
-        max_attempts=int(SPARK_JOB_TIMEOUT.total_seconds() // poke_seconds),
-        timeout=SPARK_JOB_TIMEOUT.total_seconds(),
-        execution_timeout=SPARK_JOB_TIMEOUT + timedelta(minutes=10),
+        max_attempts=max(1, int(step_timeout.total_seconds() // poke_seconds)),
+        timeout=step_timeout.total_seconds(),
+        execution_timeout=step_timeout + timedelta(minutes=10),
         # A FAILED step stays FAILED: retrying the sensor would only delay the failure.
         retries=0,
-        log_wait_seconds=STEP_LOG_WAIT.total_seconds(),
+        log_wait_seconds=settings.emr_step_log_wait_seconds,
     )
     terminate_cluster = EmrTerminateJobFlowOperator(
         task_id="terminate_cluster",

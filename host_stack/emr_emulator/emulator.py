@@ -17,11 +17,14 @@ app in front of moto's EMR app:
 
 States and timings are real: a step is RUNNING exactly while its process runs.
 
-Test hook (never set by the pipeline, and meaningless to EMR, which only stores tags): a cluster
-tagged `emulator:step-log-delay-seconds=<n>` ships each step's logs n seconds after the step
-ends, as EMR ships them minutes late; FailureDetails name the URIs at once. Failing bootstrap
-actions and steps past a timeout need no hook: a syntax error in a bootstrap script fails the
-cluster with BOOTSTRAP_FAILURE, and a step that sleeps runs until it is cancelled.
+Test hooks (never set by the pipeline; real EMR has neither):
+- a cluster tagged `emulator:step-log-delay-seconds=<n>` ships each step's logs n seconds after
+  the step ends, as EMR ships them minutes late; FailureDetails name the URIs at once;
+- `POST /_emulator/faults` arms faults for the clusters whose Name contains a given string
+  (faults.py): RunJobFlow refused by validation, a failing bootstrap action, steps that run
+  longer, logs that ship late. Black-box tests of the DAGs use it, as they cannot tag clusters.
+Without a hook, a syntax error in a bootstrap script fails the cluster with BOOTSTRAP_FAILURE,
+and a step that sleeps runs until it is cancelled.
 """
 
 from __future__ import annotations
@@ -43,6 +46,12 @@ from werkzeug.serving import WSGIRequestHandler
 
 from config.emr_releases import load_emr_releases, upstream_version
 from host_stack.emr_emulator import validation
+from host_stack.emr_emulator.faults import (
+    BOOTSTRAP_FAULT_MAX_WAIT_SECONDS,
+    FAULTS_PATH,
+    ArmedFaults,
+    Faults,
+)
 from host_stack.emr_emulator.steps import (
     Fetcher,
     Node,
@@ -138,6 +147,8 @@ class ClusterRecord:
     # From the Configurations, once provisioned: spark-env exports and what was rewritten.
     exports: dict[str, str] = field(default_factory=dict)
     conf_rewrites: list[str] = field(default_factory=list)
+    # Armed through the test hook for this cluster's name (faults.py), else None.
+    faults: Faults | None = None
 
     @property
     def id(self) -> str:
@@ -161,7 +172,7 @@ class ClusterRecord:
         for tag in self.request.get("Tags") or []:
             if tag.get("Key") == STEP_LOG_DELAY_TAG:
                 return float(tag.get("Value") or 0)
-        return 0.0
+        return self.faults.step_log_delay_seconds if self.faults else 0.0
 
     def log_key(self, step_id: str, name: str) -> tuple[str, str] | None:
         """(bucket, key) of a step log file under LogUri, as EMR lays them out."""
@@ -184,6 +195,7 @@ class EmrEmulator:
         self.config = config
         self.lock = threading.RLock()
         self.clusters: dict[str, ClusterRecord] = {}
+        self.faults = ArmedFaults()
         self._moto_app = create_backend_app("emr")
         self._s3 = boto3.client("s3", **config.s3, config=Config(s3={"addressing_style": "path"}))
         quick = Config(retries={"max_attempts": 2}, connect_timeout=5, read_timeout=20)
@@ -198,6 +210,8 @@ class EmrEmulator:
             with self.lock:
                 body = {"status": "ok", "clusters": len(self.clusters)}
             return _respond(start_response, 200, body)
+        if environ.get("PATH_INFO") == FAULTS_PATH:
+            return self._faults_request(environ, start_response)
         target = environ.get("HTTP_X_AMZ_TARGET", "")
         if not target.startswith(TARGET_PREFIX):
             return _error(
@@ -222,6 +236,32 @@ class EmrEmulator:
             return _error(start_response, exc)
         return _respond(start_response, status, payload)
 
+    def _faults_request(self, environ: dict[str, Any], start_response: Callable) -> list[bytes]:
+        """The test hook: arm (POST), list (GET) or disarm (DELETE) faults (faults.py)."""
+        from urllib.parse import parse_qs
+
+        method = environ.get("REQUEST_METHOD", "GET")
+        with self.lock:
+            if method == "POST":
+                length = int(environ.get("CONTENT_LENGTH") or 0)
+                try:
+                    faults = Faults.from_json(json.loads(environ["wsgi.input"].read(length)))
+                except ValueError as exc:
+                    return _error(start_response, ApiError("ValidationException", str(exc)))
+                self.faults.arm(faults)
+                log.info("test hook: faults armed %s", faults.to_json())
+            elif method == "DELETE":
+                query = parse_qs(environ.get("QUERY_STRING", ""))
+                match = (query.get("cluster_name_contains") or [None])[0]
+                for faults in self.faults.disarm(match):
+                    log.info("test hook: faults disarmed %s", faults.to_json())
+            elif method != "GET":
+                return _error(
+                    start_response,
+                    ApiError("ValidationException", f"{FAULTS_PATH} takes GET, POST or DELETE"),
+                )
+            return _respond(start_response, 200, {"armed": self.faults.listed()})
+
     def handle(
         self, action: str, body: dict[str, Any], environ: dict[str, Any], raw: bytes
     ) -> tuple[int, Any]:
@@ -233,6 +273,10 @@ class EmrEmulator:
         with self.lock:
             if action == "RunJobFlow":
                 problem = validation.run_job_flow_problem(body, region, self._instance_profile)
+                faults = self.faults.for_cluster(body.get("Name"))
+                if problem is None and faults and faults.refuse_cluster:
+                    log.info("test hook: RunJobFlow %r refused", body.get("Name"))
+                    problem = validation.validation_error(faults.refuse_cluster)
             elif action == "AddJobFlowSteps":
                 record = self.clusters.get(body["JobFlowId"])
                 state = record.cluster.state if record else None
@@ -316,6 +360,7 @@ class EmrEmulator:
         cluster.ready_datetime = None
         cluster.last_state_change_reason = None
         record = ClusterRecord(cluster, request, self.config.work_dir / cluster_id)
+        record.faults = self.faults.for_cluster(request.get("Name"))
         self.clusters[cluster_id] = record
         for step, config in zip(cluster.steps, request.get("Steps") or [], strict=True):
             self._step_pending(record, step, config)
@@ -448,6 +493,15 @@ class EmrEmulator:
             self._end(record, "TERMINATED_WITH_ERRORS", "VALIDATION_ERROR", problem)
             return False
         self._set_state(record, "BOOTSTRAPPING", None, "Running bootstrap actions")
+        if record.faults and record.faults.bootstrap_failure is not None:
+            self._wait_for_first_step(record, BOOTSTRAP_FAULT_MAX_WAIT_SECONDS)
+            log.info("%s test hook: bootstrap action 1 fails", record.id)
+            self._end(
+                record, "TERMINATED_WITH_ERRORS", "BOOTSTRAP_FAILURE",
+                "On the master instance, bootstrap action 1 returned a non-zero return code: "
+                f"{record.faults.bootstrap_failure}",
+            )  # fmt: skip
+            return False
         for number, action in enumerate(record.request.get("BootstrapActions") or [], start=1):
             problem = self._check_bootstrap_action(record, number, action)
             if problem:
@@ -460,6 +514,15 @@ class EmrEmulator:
         with self.lock:
             record.cluster.ready_datetime = _now()
         return True
+
+    def _wait_for_first_step(self, record: ClusterRecord, at_most: float) -> None:
+        """Bootstrap as long as EMR would: until a step is there (or terminated, or `at_most`)."""
+        deadline = time.monotonic() + at_most
+        while time.monotonic() < deadline:
+            with self.lock:
+                if record.cluster.steps or record.termination:
+                    return
+            record.wake.wait(IDLE_TICK_SECONDS)
 
     def _service_role_problem(self, role: str) -> str | None:
         if self._iam is None:
@@ -614,10 +677,11 @@ class EmrEmulator:
             rewrites += command.rewrites
             controller += [f"rewritten: {r}" for r in rewrites]
             controller.append(f"runs: {json.dumps(command.argv)}")
+            argv = _with_step_faults(record, command.argv, controller)
             env = self.config.node.environment(record.exports, record.work_dir / "spark-conf")
             with self.lock:
                 if record.termination is None:
-                    run.start(command.argv, env)
+                    run.start(argv, env)
                     record.current = run
             if run.process is not None:
                 log.info("%s step %s RUNNING: %s", record.id, step.id, " ".join(command.argv))
@@ -728,6 +792,16 @@ class _QuietHandler(WSGIRequestHandler):
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         log.debug("%s %s", self.requestline, code)
+
+
+def _with_step_faults(record: ClusterRecord, argv: list[str], controller: list[str]) -> list[str]:
+    """The step's command as the test hook's faults change it (noted in the controller log)."""
+    if record.faults is None:
+        return argv
+    changed = record.faults.step_argv(argv)
+    if changed != argv:
+        controller.append(f"test hook: runs {json.dumps(changed[:3])} first")
+    return changed
 
 
 def _moto_cluster(cluster_id: str) -> Any:

@@ -82,3 +82,9 @@ def test_plan_points_the_tests_at_what_the_compose_files_publish(stack):
         assert ("127.0.0.1", str(emr.port)) == published("emr-emulator")
         # LocalStack's dummy keys, never the caller's: the rehearsal never reaches AWS.
         assert settings.aws_access_key_id == "test"
+        # The EMR scenarios see the waits the rehearsal's Airflow uses.
+        airflow = load_settings(environ=services["airflow-worker"]["environment"])
+        assert (settings.emr_step_timeout_seconds, settings.emr_step_log_wait_seconds) == (
+            airflow.emr_step_timeout_seconds,
+            airflow.emr_step_log_wait_seconds,
+        )

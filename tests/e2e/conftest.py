@@ -21,6 +21,8 @@ import pytest
 
 from config.config import Settings, get_settings
 from host_stack.airflow import AirflowApi
+from tests.e2e.emr_runs import EmulatorFaults
+from tests.e2e.emr_scenarios import ScenarioRuns, started_scenarios
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -77,6 +79,39 @@ def s3(settings: Settings):
     import boto3
 
     return boto3.client("s3", **settings.boto3_client_kwargs())
+
+
+@pytest.fixture(scope="session")
+def emr(settings: Settings):
+    """EMR's API where the DAGs reach it: the EMR emulator when EMR_ENDPOINT_URL is set."""
+    import boto3
+
+    return boto3.client("emr", **settings.boto3_client_kwargs("emr"))
+
+
+@pytest.fixture(scope="session")
+def emr_faults(settings: Settings) -> Iterator[EmulatorFaults]:
+    """The EMR emulator's test hook (host_stack/emr_emulator/faults.py); skips on real EMR."""
+    if settings.pipeline_env != "aws":
+        pytest.skip("the EMR flow runs with PIPELINE_ENV=aws only (nox -s e2e_aws_emulated)")
+    if not settings.emr_endpoint_url:
+        pytest.skip("EMR is real AWS here (no EMR_ENDPOINT_URL): faults are armed on the EMR "
+                    "emulator only (nox -s e2e_aws_emulated)")  # fmt: skip
+    faults = EmulatorFaults(settings.emr_endpoint_url)
+    if not faults.is_emulator():
+        pytest.skip(f"EMR_ENDPOINT_URL {settings.emr_endpoint_url} is not the EMR emulator "
+                    "(no /_emulator/health): its faults cannot be armed there")  # fmt: skip
+    yield faults
+    faults.close()
+
+
+@pytest.fixture(scope="session")
+def emr_scenarios(
+    settings: Settings, airflow_api: AirflowApi, emr_faults: EmulatorFaults, s3, progress
+) -> Iterator[ScenarioRuns]:
+    """The EMR failure scenarios' runs, started at the first test that asks (emr_scenarios.py)."""
+    with started_scenarios(settings, airflow_api, emr_faults, s3, progress) as runs:
+        yield runs
 
 
 @pytest.fixture(scope="session")

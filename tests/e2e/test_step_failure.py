@@ -7,38 +7,26 @@ unreconciled day), so its step fails on the cluster. Black-box: Airflow's REST A
 and its tasks, EMR's API for the cluster and the step, S3 for the data, and the failing task's
 log as the REST API serves it: it must say why (FailureDetails, the job's error in the step log's
 last lines, the logs' URIs), so nobody has to leave Airflow to find out.
+
+The step that outlives wait_for_step's timeout is one of the EMR scenarios
+(tests/e2e/emr_scenarios.py): its run starts with them, and it is checked here, last, so its
+wait overlaps the pipeline tests.
 """
 
 from __future__ import annotations
 
-import json
 import os
 
 import pytest
 
+from tests.e2e.emr_runs import FinishedRun, assert_nothing_left_running, in_order, write_raw_day
+from tests.e2e.emr_scenarios import MAX_REHEARSED_STEP_TIMEOUT_SECONDS
+
 PROCESSING_DAG = "data_processing"
-JOB_GROUP = "data_processor"
+JOB = "data_processor"
 # A day of its own, so the pipeline tests' day is never touched.
 CORRUPT_DAY = os.environ.get("E2E_CORRUPT_DATE", "2026-02-27")
 LINES_WRITTEN, LINES_CLAIMED = 2, 5
-
-
-@pytest.fixture
-def emr(settings):
-    import boto3
-
-    return boto3.client("emr", **settings.boto3_client_kwargs("emr"))
-
-
-def write_corrupt_raw_day(s3, settings, day: str) -> None:
-    """A complete-looking raw day (with _SUCCESS) whose manifest claims more lines than exist."""
-    prefix = f"{settings.raw_prefix}/orders/dt={day}/"
-    bucket = settings.data_bucket
-    lines = b"".join(b'{"order_id": "corrupt-%d"}\n' % i for i in range(LINES_WRITTEN))
-    s3.put_object(Bucket=bucket, Key=prefix + "part-00000.json", Body=lines)
-    manifest = {"date": day, "rows": LINES_CLAIMED, "lines": LINES_CLAIMED}
-    s3.put_object(Bucket=bucket, Key=prefix + "_manifest.json", Body=json.dumps(manifest))
-    s3.put_object(Bucket=bucket, Key=prefix + "_SUCCESS", Body=b"")
 
 
 def test_a_failed_step_fails_the_run_and_still_terminates_the_cluster(
@@ -46,7 +34,7 @@ def test_a_failed_step_fails_the_run_and_still_terminates_the_cluster(
 ):
     if settings.pipeline_env != "aws":
         pytest.skip("the EMR flow runs with PIPELINE_ENV=aws only (nox -s e2e_aws_emulated)")
-    write_corrupt_raw_day(s3, settings, CORRUPT_DAY)
+    write_raw_day(s3, settings, CORRUPT_DAY, lines=LINES_WRITTEN, claimed=LINES_CLAIMED)
     airflow_api.wait_for_dag(PROCESSING_DAG)
     airflow_api.unpause(PROCESSING_DAG)
 
@@ -55,19 +43,18 @@ def test_a_failed_step_fails_the_run_and_still_terminates_the_cluster(
     timeout = float(os.environ.get("E2E_RUN_TIMEOUT", "900"))
     run = airflow_api.wait_for_run(PROCESSING_DAG, run_id, timeout=timeout, report=progress)
 
-    instances = {ti["task_id"]: ti for ti in airflow_api.task_instances(PROCESSING_DAG, run_id)}
-    states = {task_id: ti["state"] for task_id, ti in instances.items()}
-    assert run["state"] == "failed", states
-    assert states[f"{JOB_GROUP}.create_cluster"] == "success", states
-    assert states[f"{JOB_GROUP}.add_step"] == "success", states
-    assert states[f"{JOB_GROUP}.wait_for_step"] == "failed", states
-    assert states[f"{JOB_GROUP}.terminate_cluster"] == "success", states
+    finished = FinishedRun.read(airflow_api, PROCESSING_DAG, run_id, run["state"])
+    finished.assert_failed(
+        create_cluster="success", add_step="success", wait_for_step="failed",
+        terminate_cluster="success",
+    )  # fmt: skip
 
-    cluster_id = airflow_api.xcom(PROCESSING_DAG, run_id, f"{JOB_GROUP}.create_cluster")
+    cluster_id = finished.cluster_id()
     cluster = emr.describe_cluster(ClusterId=cluster_id)["Cluster"]
     assert cluster["Status"]["State"] == "TERMINATED", cluster["Status"]
     # Terminated by Airflow's teardown (TerminateJobFlows), not by the step or a timeout.
     assert cluster["Status"]["StateChangeReason"]["Code"] == "USER_REQUEST"
+    assert_nothing_left_running(emr, JOB, CORRUPT_DAY)
     (step,) = emr.list_steps(ClusterId=cluster_id)["Steps"]
     assert step["Status"]["State"] == "FAILED"
     assert step["Status"].get("FailureDetails"), step["Status"]
@@ -77,25 +64,56 @@ def test_a_failed_step_fails_the_run_and_still_terminates_the_cluster(
     assert listed.get("KeyCount", 0) == 0, f"s3://{settings.data_bucket}/{report} was published"
 
     # What the user sees in Airflow: the failing task's log says why, in this order.
-    wait_task = f"{JOB_GROUP}.wait_for_step"
-    log = airflow_api.task_log(
-        PROCESSING_DAG, run_id, wait_task, instances[wait_task]["try_number"]
-    )
     details = step["Status"]["FailureDetails"]
     log_prefix = f"{cluster['LogUri'].replace('s3n://', 's3://')}{cluster_id}/steps/{step['Id']}/"
-    expected_in_order = [
-        "FailureDetails:",
-        f"Reason: {details['Reason']}",
-        f"LogFile: {details['LogFile']}",
-        "Last ",
-        # The job's own error (spark_jobs/data_processor.py) from the step log's tail.
-        "ReconciliationError",
-        f"the raw _manifest.json says {LINES_CLAIMED} lines but {LINES_WRITTEN} were read",
-        "Full logs:",
-        f"{log_prefix}stderr.gz",
-    ]
-    at = 0
-    for part in expected_in_order:
-        found = log.find(part, at)
-        assert found >= 0, f"{wait_task} log lacks {part!r} after offset {at}:\n{log}"
-        at = found + len(part)
+    in_order(
+        finished.log("wait_for_step"),
+        [
+            "FailureDetails:",
+            f"Reason: {details['Reason']}",
+            f"LogFile: {details['LogFile']}",
+            "Last ",
+            # The job's own error (spark_jobs/data_processor.py) from the step log's tail.
+            "ReconciliationError",
+            f"the raw _manifest.json says {LINES_CLAIMED} lines but {LINES_WRITTEN} were read",
+            "Full logs:",
+            f"{log_prefix}stderr.gz",
+        ],
+        "wait_for_step's log",
+    )
+
+
+def test_a_step_past_its_timeout_fails_the_wait_and_the_teardown_cancels_it(
+    emr_scenarios, emr, settings
+):
+    scenario = emr_scenarios.planned.get("timeout")
+    if scenario is None:
+        pytest.skip(
+            f"EMR_STEP_TIMEOUT_SECONDS is {settings.emr_step_timeout_seconds} s here; the "
+            f"scenario waits out at most {MAX_REHEARSED_STEP_TIMEOUT_SECONDS} s (the host "
+            "rehearsal sets it short)"
+        )
+    run = emr_scenarios.finished("timeout")
+
+    run.assert_failed(
+        create_cluster="success", add_step="success", wait_for_step="failed",
+        terminate_cluster="success",
+    )  # fmt: skip
+    cluster = run.cluster(emr)
+    # Terminated by the DAG's teardown (TerminateJobFlows), which cancelled the running step.
+    assert cluster["Status"]["State"] == "TERMINATED", cluster["Status"]
+    assert cluster["Status"]["StateChangeReason"]["Code"] == "USER_REQUEST", cluster["Status"]
+    assert_nothing_left_running(emr, scenario.job, scenario.day)
+    (step,) = emr.list_steps(ClusterId=cluster["Id"])["Steps"]
+    assert step["Status"]["State"] == "CANCELLED", step["Status"]
+
+    in_order(
+        run.log("wait_for_step"),
+        [
+            f"EMR step {step['Id']} on cluster {cluster['Id']} did not end within the sensor's "
+            f"timeout ({settings.emr_step_timeout_seconds} s).",
+            f"EMR step {step['Id']}",
+            "is RUNNING.",
+        ],
+        "wait_for_step's log",
+    )

@@ -44,6 +44,8 @@ MALFORMED = {
     "EMR_SUBNET_ID": ("subnet-xyz", "not an EC2 subnet id"),
     "EMR_STEP_POLL_SECONDS": ("0", "greater than or equal to 1"),
     "EMR_TERMINATION_POLL_SECONDS": ("601", "less than or equal to 600"),
+    "EMR_STEP_TIMEOUT_SECONDS": ("30", "greater than or equal to 60"),
+    "EMR_STEP_LOG_WAIT_SECONDS": ("-1", "greater than or equal to 0"),
     "EMR_RELEASE_LABEL": ("emr-7", "not an EMR release label"),
     "EMR_CLUSTER_CONFIG": ("/etc/emr.json", "relative path to a .json file"),
     "EMR_JOB_ARTIFACT_PREFIX": ("artifacts//jobs", "segments of letters"),

@@ -226,6 +226,17 @@ def test_emr_poll_intervals_default_and_override() -> None:
         load_settings("aws", environ={"EMR_ENDPOINT_URL": "localhost:4570"})
 
 
+def test_emr_step_timeout_and_log_wait_default_and_override() -> None:
+    aws = load_settings("aws", environ={})
+    assert (aws.emr_step_timeout_seconds, aws.emr_step_log_wait_seconds) == (10800, 300)
+    short = load_settings(
+        "aws", environ={"EMR_STEP_TIMEOUT_SECONDS": "240", "EMR_STEP_LOG_WAIT_SECONDS": "0"}
+    )
+    assert (short.emr_step_timeout_seconds, short.emr_step_log_wait_seconds) == (240, 0)
+    with pytest.raises(ConfigError, match=r"EMR_STEP_TIMEOUT_SECONDS='5'.*from 60"):
+        load_settings("aws", environ={"EMR_STEP_TIMEOUT_SECONDS": "5"})
+
+
 def test_spark_s3_conf_local_points_s3_at_localstack() -> None:
     assert load_settings(environ={}).spark_s3_conf() == LOCAL_S3_CONF
 

@@ -243,8 +243,41 @@ def test_a_step_still_running_at_the_timeout_says_so_without_logs(clients, capsy
     with pytest.raises(AirflowException):
         task.execute_complete(context(), {"status": "error", "message": "max attempts"})
     text = logged(capsys)
+    timed_out = (
+        f"EMR step {step_id} on cluster {cluster_id} did not end within the sensor's timeout"
+    )
+    assert timed_out in text
     assert f"EMR step {step_id} ('job') on cluster {cluster_id} is RUNNING." in text
     assert "Full logs:" not in text
+
+
+def test_airflow_ending_the_deferral_at_the_timeout_logs_where_the_step_is(clients, capsys):
+    from airflow.providers.common.compat.sdk import AirflowSensorTimeout
+    from airflow.sdk.bases.operator import TRIGGER_FAIL_REPR, TriggerFailureReason
+
+    emr, _ = clients
+    cluster_id, step_id = failed_step(emr, "RUNNING")
+    task = sensor(cluster_id, step_id, deferrable=True, timeout=240)
+    # What the scheduler resumes a deferred task with when its trigger_timeout has passed.
+    timed_out = {"error": TriggerFailureReason.TRIGGER_TIMEOUT}
+    with pytest.raises(AirflowSensorTimeout):
+        task.resume_execution(TRIGGER_FAIL_REPR, timed_out, context())
+    text = logged(capsys)
+    assert f"on cluster {cluster_id} did not end within the sensor's timeout (240 s)." in text
+    assert f"EMR step {step_id} ('job') on cluster {cluster_id} is RUNNING." in text
+
+
+def test_a_poking_sensor_at_its_timeout_logs_where_the_step_is(clients, capsys):
+    from airflow.providers.common.compat.sdk import AirflowSensorTimeout
+
+    emr, _ = clients
+    cluster_id, step_id = failed_step(emr, "RUNNING")
+    task = sensor(cluster_id, step_id, timeout=0.5, poke_interval=0.1)
+    with pytest.raises(AirflowSensorTimeout):
+        task.execute(context())
+    text = logged(capsys)
+    assert "did not end within the sensor's timeout (0 s)." in text
+    assert f"EMR step {step_id} ('job') on cluster {cluster_id} is RUNNING." in text
 
 
 @pytest.mark.parametrize(

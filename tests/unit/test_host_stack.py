@@ -167,6 +167,12 @@ def test_aws_mode_points_every_aws_service_at_an_emulator(tmp_path):
     assert settings.aws_access_key_id == "test"
     assert settings.rows_per_day == load_settings("local", environ={}).rows_per_day
     assert (settings.emr_step_poll_seconds, settings.emr_termination_poll_seconds) == (2, 2)
+    # Short enough for tests/e2e to rehearse a step past its timeout and late logs.
+    assert (settings.emr_step_timeout_seconds, settings.emr_step_log_wait_seconds) == (420, 10)
+    assert (
+        settings.task_retry_delay_seconds
+        == load_settings("local", environ={}).task_retry_delay_seconds
+    )
     airflow = stack.airflow()
     assert airflow.home == stack.state_dir / "airflow-aws"
     connection = json.loads(airflow.environment({})["AIRFLOW_CONN_AWS_DEFAULT"])

@@ -12,16 +12,14 @@ import json
 import os
 import subprocess
 import sys
-import time
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from host_stack.localstack import free_port
-from host_stack.spark_connect import SparkConnectServer
 from spark_jobs.common import session as job_session_module
 from spark_jobs.common.session import CONNECT_URL_ENV
+from tests.spark_connect_server import running_connect_server
 
 ROOT = Path(__file__).resolve().parents[2]
 DAY = "2026-02-03"
@@ -73,32 +71,10 @@ print("reaped", len(reaped))
 @pytest.fixture(scope="module")
 def connect_server(localstack, tmp_path_factory):
     """A Spark Connect server on local[2] that reaches LocalStack as the stack's does."""
-    server = SparkConnectServer(
-        master_url="local[2]",
-        port=free_port(),
-        cores=2,
-        job_conf={**localstack.spark_s3_conf(), "spark.ui.enabled": "false"},
-    )
     log = tmp_path_factory.mktemp("spark-connect") / "server.log"
-    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1"}
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            server.command(), env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    try:
-        deadline = time.monotonic() + 180
-        while not server.ready()[0]:
-            assert process.poll() is None, f"the server exited:\n{log.read_text()[-3000:]}"
-            assert time.monotonic() < deadline, f"not ready after 180 s:\n{log.read_text()[-3000:]}"
-            time.sleep(0.5)
-        server_pids[server.port] = process.pid
+    with running_connect_server(localstack.spark_s3_conf(), log) as (server, pid):
+        server_pids[server.port] = pid
         yield server
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 @pytest.mark.spark
