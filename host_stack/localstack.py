@@ -112,6 +112,25 @@ class LocalStack:
         env.update(self.extra_env)
         return env
 
+    def command(self) -> list[str]:
+        return [str(self.python), "-m", "localstack.runtime.main"]
+
+    def prepare(self) -> None:
+        """The directories its environment points at."""
+        for sub in ("tmp", "filesystem", "volume"):
+            (self.state_dir / sub).mkdir(parents=True, exist_ok=True)
+
+    def ready(self) -> tuple[bool, str]:
+        """Whether /_localstack/health lists every service, and what it said."""
+        try:
+            health = self.health()
+        except (OSError, ValueError) as exc:
+            return False, f"{self.endpoint_url} not answering yet ({exc})"
+        missing = [s for s in self.services if s not in health.get("services", {})]
+        if missing:
+            return False, f"services not listed yet: {missing}"
+        return True, f"answering on {self.endpoint_url}"
+
     def start(self, timeout: float = 60.0) -> LocalStack:
         """Start the process and wait until /_localstack/health reports every service."""
         if self._process is not None:
@@ -129,12 +148,11 @@ class LocalStack:
                 f"port {self.port} on {self.host} is already in use (another LocalStack?); "
                 "stop that process or choose another port"
             )
-        for sub in ("tmp", "filesystem", "volume"):
-            (self.state_dir / sub).mkdir(parents=True, exist_ok=True)
+        self.prepare()
         log = self.log_path.open("wb")
         try:
             self._process = subprocess.Popen(
-                [str(self.python), "-m", "localstack.runtime.main"],
+                self.command(),
                 env=self.environment(),
                 cwd=self.state_dir,
                 stdout=log,
@@ -163,14 +181,9 @@ class LocalStack:
                     f"LocalStack exited with code {code} during start-up; "
                     f"see its log {self.log_path}"
                 )
-            try:
-                health = self.health()
-                missing = [s for s in self.services if s not in health.get("services", {})]
-                if not missing:
-                    return
-                last_error = f"services not listed yet: {missing}"
-            except (OSError, ValueError) as exc:
-                last_error = str(exc)
+            ok, last_error = self.ready()
+            if ok:
+                return
             time.sleep(0.5)
         raise LocalStackError(
             f"LocalStack at {self.endpoint_url} was not healthy after {timeout:.0f}s "
