@@ -94,7 +94,7 @@ class LocalStack:
         tmp = self.state_dir / "tmp"
         env.update(
             {
-                "GATEWAY_LISTEN": f"{self.host}:{self.port}",
+                "GATEWAY_LISTEN": self._gateway_listen(),
                 "LOCALSTACK_HOST": f"localhost.localstack.cloud:{self.port}",
                 "SERVICES": ",".join(self.services),
                 # Host mode roots /var/lib/localstack, /tmp/localstack etc. under FILESYSTEM_ROOT.
@@ -111,6 +111,13 @@ class LocalStack:
         )
         env.update(self.extra_env)
         return env
+
+    def _gateway_listen(self) -> str:
+        # LocalStack's default (twisted) gateway drops an IPv4 interface and binds 0.0.0.0; given
+        # as an IPv4-mapped IPv6 address it binds that address, which only 127.0.0.1 reaches.
+        if self.host == "127.0.0.1":
+            return f"[::ffff:127.0.0.1]:{self.port}"
+        return f"{self.host}:{self.port}"
 
     def command(self) -> list[str]:
         return [str(self.python), "-m", "localstack.runtime.main"]
