@@ -337,7 +337,12 @@ def deploy(session: nox.Session) -> None:
     `nox -s deploy -- --target aws` shows what would change; add `--confirm` to apply.
     `--target localstack` runs the same deploy on a LocalStack it starts (and stops)."""
     env = _pipeline_env(session) | {"PIPELINE_ENV": "aws"}
-    _run(session, env, "python", "-m", "orchestration.deploy", *session.posargs)
+    args = list(session.posargs)
+    if args[:2] == ["--target", "localstack"]:
+        # The stack runs LocalStack; orchestration/ knows nothing of it.
+        _run(session, env, "python", "-m", "host_stack.deploy_rehearsal", *args[2:])
+        return
+    _run(session, env, "python", "-m", "orchestration.deploy", *args)
 
 
 @pipeline_session
