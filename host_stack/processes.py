@@ -27,6 +27,9 @@ from host_stack.stack_settings import REPO_ROOT, PortSetting, StackError, port_i
 
 # Every process the stack starts (and all their children) carries this variable.
 MARKER_ENV = "HOST_STACK_STATE_DIR"
+# Airflow's processes retitle themselves (setproctitle), which by default overwrites the memory
+# /proc/<pid>/environ is read from: the marker would vanish. This keeps the environment intact.
+KEEP_ENVIRON = {"SPT_NOENV": "1"}
 
 
 @dataclass(frozen=True)
@@ -135,7 +138,7 @@ class ProcessTable:
             log.flush()
             process = subprocess.Popen(
                 command,
-                env={**env, MARKER_ENV: str(self.state_dir)},
+                env={**env, **KEEP_ENVIRON, MARKER_ENV: str(self.state_dir)},
                 cwd=cwd or REPO_ROOT,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -184,7 +187,8 @@ class ProcessTable:
         roots = {r.pid: r.process() for r in self.records().values()}
         found = {pid: proc for pid, proc in roots.items() if proc is not None}
         if unrecorded:
-            found.update((p.pid, p) for p in [*self.marked(), *_checkout_listeners(set(ports))])
+            listeners = _checkout_listeners(set(ports), self.state_dir)
+            found.update((p.pid, p) for p in [*self.marked(), *listeners])
         groups = {_pgid(p) for p in found.values()} - {None, os.getpgid(0)}
         for proc in psutil.process_iter():
             if _pgid(proc) in groups and _live(proc):
@@ -238,9 +242,11 @@ def _self_and_parents() -> set[int]:
     return {os.getpid(), *(p.pid for p in psutil.Process().parents())}
 
 
-def _checkout_listeners(ports: set[int]) -> list[psutil.Process]:
-    """Processes listening on one of `ports` whose command line names this checkout (another
-    checkout's stack on the same ports is left alone)."""
+def _checkout_listeners(ports: set[int], state_dir: Path) -> list[psutil.Process]:
+    """Processes listening on one of `ports` that run from this checkout: their command line or
+    working directory lies under it or under the state dir (another checkout's stack on the
+    same ports is left alone)."""
+    places = [f"{REPO_ROOT}{os.sep}", f"{state_dir}{os.sep}"]
     found = []
     with contextlib.suppress(psutil.Error, OSError):
         for conn in psutil.net_connections(kind="tcp"):
@@ -248,6 +254,7 @@ def _checkout_listeners(ports: set[int]) -> list[psutil.Process]:
                 continue
             with contextlib.suppress(psutil.Error):
                 proc = psutil.Process(conn.pid)
-                if any(f"{REPO_ROOT}{os.sep}" in part for part in proc.cmdline()):
+                seen = [*proc.cmdline(), f"{proc.cwd()}{os.sep}"]
+                if any(place in part for part in seen for place in places):
                     found.append(proc)
     return found

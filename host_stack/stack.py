@@ -15,11 +15,13 @@ The state dir (default .stack/, gitignored) also holds the logs, AIRFLOW_HOME an
 files.
 
 The twin in Docker mode is docker-compose.yml + docker-compose.local.yml. The plans follow the
-overlay's services, dependencies and readiness where both have them (tests/unit/test_stack_plan.py
-holds them against it); they differ where host mode runs lighter: SQLite and the LocalExecutor
-instead of Postgres, Redis and a Celery worker; Airflow does not wait for the buckets (only DAG
-runs need them); the log servers are services of their own, bound to 127.0.0.1; and two
-one-shots of the host only: the Spark jobs' class-data archive and the Connect server's warm-up.
+overlay's services, dependencies and readiness where both have them, and
+tests/compose/test_stack_plan.py holds them against it. They differ where host mode runs
+lighter: SQLite and the LocalExecutor instead of Postgres, Redis and a Celery worker; Airflow
+does not wait for the buckets (only DAG runs need them); the Spark worker and the Connect server
+start as soon as the master can take them; the log servers are services of their own, bound to
+127.0.0.1; and two one-shots of the host only: the jobs' class-data archive and the Connect
+server's warm-up.
 """
 
 from __future__ import annotations
