@@ -87,7 +87,7 @@ def cmd_env(stack: Stack, args: argparse.Namespace) -> int:
 
 
 def cmd_run_pipeline(stack: Stack, args: argparse.Namespace) -> int:
-    from host_stack.stack import PIPELINE_DAGS, run_pipeline
+    from host_stack.pipeline_run import PIPELINE_DAGS, run_pipeline
 
     try:
         info = stack.up(timeout=args.timeout)
@@ -106,7 +106,7 @@ def cmd_run_pipeline(stack: Stack, args: argparse.Namespace) -> int:
 def cmd_ls(stack: Stack, args: argparse.Namespace) -> int:
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from host_stack.stack import list_objects
+    from host_stack.pipeline_run import list_objects
 
     settings = stack.pipeline_settings()
     try:

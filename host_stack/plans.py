@@ -22,22 +22,64 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from host_stack.airflow import COMPONENTS as AIRFLOW_COMPONENTS
 from host_stack.localstack import create_buckets, find_localstack_python
 from host_stack.plan import COMPLETED, HEALTHY, ONE_SHOT, STARTED, Plan, Service
 from host_stack.processes import tail
-from host_stack.stack_settings import StackError
+from host_stack.stack_settings import REPO_ROOT, StackError
 from host_stack.supervise import REAP_IDLE_SECONDS, supervised
 
 if TYPE_CHECKING:
-    from host_stack.stack import Stack
+    from collections.abc import Mapping
+    from pathlib import Path
 
+    from config.config import Settings
+    from host_stack.airflow import AirflowHost
+    from host_stack.localstack import LocalStack
+    from host_stack.spark import SparkStandalone
+    from host_stack.spark_cds import SparkQuickStart
+    from host_stack.spark_connect import SparkConnectServer
+    from host_stack.stack_settings import StackSettings
+
+# The services' names: their records (pids/<name>.json) and logs (logs/<name>.log) bear them.
+EMR_EMULATOR = "emr-emulator"
+# The one-off warm-up run that writes the Spark jobs' class-data archive (host_stack/spark_cds.py).
+SPARK_CDS = "spark-cds"
+# The long-lived Spark application the local jobs run on (host_stack/spark_connect.py).
+SPARK_CONNECT = "spark-connect"
+# Once per Spark Connect server start: both jobs through it on a few rows (spark_warmup.py).
+SPARK_CONNECT_WARMUP = "spark-connect-warmup"
 BUCKETS = "buckets"
 EMULATED_ACCOUNT = "emulated-account"
 TASK_LOG_SERVER = "airflow-task-log-server"
 TRIGGERER_LOG_SERVER = "airflow-triggerer-log-server"
+
+
+class Stack(Protocol):
+    """What a plan is built from: the resolved settings and the components (host_stack.Stack)."""
+
+    settings: StackSettings
+    environ: Mapping[str, str]
+    state_dir: Path
+    log_dir: Path
+    python: str
+    localstack_url: str
+    emr_emulator_url: str
+
+    def own_settings(self) -> Settings: ...
+    def pipeline_settings(self) -> Settings: ...
+    def localstack(self) -> LocalStack: ...
+    def spark(self) -> SparkStandalone: ...
+    def spark_quick_start(self) -> SparkQuickStart | None: ...
+    def spark_connect(self) -> SparkConnectServer | None: ...
+    def connect_warmup_command(self) -> list[str]: ...
+    def airflow(self) -> AirflowHost: ...
+    def emr_emulator_command(self) -> list[str]: ...
+    def emr_emulator_ready(self) -> tuple[bool, str]: ...
+    def repo_env(self) -> dict[str, str]: ...
+    def job_env(self) -> dict[str, str]: ...
 
 
 def local_plan(stack: Stack) -> Plan:
@@ -122,8 +164,6 @@ def _spark(stack: Stack) -> list[Service]:
 
 def _cds(stack: Stack) -> list[Service]:
     """Once per virtualenv and JDK, beside the other start-ups: the jobs' class-data archive."""
-    from host_stack.stack import REPO_ROOT, SPARK_CDS
-
     quick_start = stack.spark_quick_start()
     if quick_start is None:
         return []
@@ -159,8 +199,6 @@ def _cds(stack: Stack) -> list[Service]:
 def _connect(stack: Stack) -> list[Service]:
     """The Spark Connect server and, when this `up` starts one, its warm-up: without it the first
     DAG runs after `up` are much slower than later ones (docs/performance.md)."""
-    from host_stack.stack import SPARK_CONNECT, SPARK_CONNECT_WARMUP
-
     connect = stack.spark_connect()
     if connect is None:
         return []
@@ -254,8 +292,6 @@ def _airflow(stack: Stack) -> list[Service]:
 
 
 def _emr_emulator(stack: Stack) -> Service:
-    from host_stack.stack import EMR_EMULATOR
-
     return Service(
         EMR_EMULATOR,
         f"the EMR emulator on {stack.emr_emulator_url}",
