@@ -6,6 +6,11 @@ whether it is ready, ends one-shots, and fails, with the log's tail, when a daem
 required one-shot fails. It returns when every service is healthy or completed. What already
 runs (recorded and alive) is not started again, only waited for. Stopping is
 `ProcessTable.stack_processes` + `ProcessTable.stop` (host_stack/processes.py).
+
+Why a loop of our own: supervisor and circus supervise daemons from a config file through a
+daemon of their own, honcho runs a Procfile; none has readiness-gated dependencies or one-shots
+that others wait for, which are the point here. tenacity and stamina retry one call; this waits
+on many services at once. Restarts stay with host_stack/supervise.py, process handling with psutil.
 """
 
 from __future__ import annotations
