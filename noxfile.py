@@ -338,9 +338,11 @@ def deploy(session: nox.Session) -> None:
     `--target localstack` runs the same deploy on a LocalStack it starts (and stops)."""
     env = _pipeline_env(session) | {"PIPELINE_ENV": "aws"}
     args = list(session.posargs)
-    if args[:2] == ["--target", "localstack"]:
+    target = args.index("--target") if "--target" in args[:-1] else None
+    if target is not None and args[target + 1] == "localstack":
         # The stack runs LocalStack; orchestration/ knows nothing of it.
-        _run(session, env, "python", "-m", "host_stack.deploy_rehearsal", *args[2:])
+        del args[target : target + 2]
+        _run(session, env, "python", "-m", "host_stack.deploy_rehearsal", *args)
         return
     _run(session, env, "python", "-m", "orchestration.deploy", *args)
 
