@@ -337,7 +337,14 @@ def deploy(session: nox.Session) -> None:
     `nox -s deploy -- --target aws` shows what would change; add `--confirm` to apply.
     `--target localstack` runs the same deploy on a LocalStack it starts (and stops)."""
     env = _pipeline_env(session) | {"PIPELINE_ENV": "aws"}
-    _run(session, env, "python", "-m", "orchestration.deploy", *session.posargs)
+    args = list(session.posargs)
+    target = args.index("--target") if "--target" in args[:-1] else None
+    if target is not None and args[target + 1] == "localstack":
+        # The stack runs LocalStack; orchestration/ knows nothing of it.
+        del args[target : target + 2]
+        _run(session, env, "python", "-m", "host_stack.deploy_rehearsal", *args)
+        return
+    _run(session, env, "python", "-m", "orchestration.deploy", *args)
 
 
 @pipeline_session

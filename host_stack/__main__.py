@@ -7,8 +7,11 @@
     python -m host_stack ls [PREFIX | s3://BUCKET/PREFIX]   objects in the stack's S3
     python -m host_stack down [--clean]     stop everything (--clean also deletes .stack/)
 
-Ports move with AIRFLOW_API_PORT, SPARK_MASTER_PORT, SPARK_MASTER_WEBUI_PORT, LOCALSTACK_PORT
-(and EMR_EMULATOR_PORT); LOCALSTACK_PYTHON names LocalStack's own Python (nox sets it).
+Ports move with AIRFLOW_API_PORT, SPARK_MASTER_PORT, SPARK_MASTER_WEBUI_PORT, LOCALSTACK_PORT,
+SPARK_CONNECT_PORT, AIRFLOW_TASK_LOG_PORT, AIRFLOW_TRIGGERER_LOG_PORT (and EMR_EMULATOR_PORT);
+LOCALSTACK_PYTHON names LocalStack's own Python (nox sets it). `up` starts the stack's plan
+(host_stack/plans.py) through one loop (host_stack/runner.py); `down` stops every process of
+the stack, recorded or not (host_stack/processes.py).
 PIPELINE_ENV=aws brings up the offline rehearsal of the aws environment: the aws DAGs against
 LocalStack and the EMR emulator (nox -s e2e_aws_emulated).
 """
@@ -49,7 +52,7 @@ def cmd_up(stack: Stack, args: argparse.Namespace) -> int:
 def cmd_down(stack: Stack, args: argparse.Namespace) -> int:
     stopped = stack.down()
     print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
-    left = stack.stray_processes()
+    left = stack.stack_processes()
     if left:
         print(f"still running: {[p.pid for p in left]}", file=sys.stderr)
         return 1
@@ -84,7 +87,7 @@ def cmd_env(stack: Stack, args: argparse.Namespace) -> int:
 
 
 def cmd_run_pipeline(stack: Stack, args: argparse.Namespace) -> int:
-    from host_stack.stack import PIPELINE_DAGS, run_pipeline
+    from host_stack.pipeline_run import PIPELINE_DAGS, run_pipeline
 
     try:
         info = stack.up(timeout=args.timeout)
@@ -103,7 +106,7 @@ def cmd_run_pipeline(stack: Stack, args: argparse.Namespace) -> int:
 def cmd_ls(stack: Stack, args: argparse.Namespace) -> int:
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from host_stack.stack import list_objects
+    from host_stack.pipeline_run import list_objects
 
     settings = stack.pipeline_settings()
     try:

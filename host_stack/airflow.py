@@ -2,9 +2,9 @@
 
 `AirflowHost` says what to run: `airflow db migrate` once, then api-server, scheduler,
 dag-processor and triggerer with one environment (SQLite + LocalExecutor, SimpleAuthManager,
-dags folder orchestration/dags, the pipeline's connections and remote-logging settings).
-host_stack/stack.py spawns and stops the processes. It is what the Airflow services of
-docker-compose.yml are in host mode.
+dags folder orchestration/dags, the pipeline's connections and remote-logging settings), and the
+two log servers on 127.0.0.1 (host_stack/airflow_logs.py). host_stack/stack.py puts them in the
+stack's plan. It is what the Airflow services of docker-compose.yml are in host mode.
 
 `AirflowApi` only speaks HTTP (token, DAGs, runs, task logs): `run-pipeline` and the black-box
 end-to-end tests (tests/e2e) use it against any Airflow, local or deployed.
@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 
+from host_stack.airflow_logs import HOSTNAME_CALLABLE
 from orchestration.compose_secrets import jwt_secret
 
 ADMIN_USER = "admin"
@@ -68,6 +69,9 @@ class AirflowHost:
     venv_bin: Path
     port: int = 8080
     host: str = "127.0.0.1"
+    # The task and triggerer log servers (Airflow's 8793 and 8794 by default).
+    task_log_port: int = 8793
+    triggerer_log_port: int = 8794
     # AIRFLOW_CONN_*, AIRFLOW__LOGGING__* and the pipeline settings the DAGs read through config.
     extra_env: Mapping[str, str] = field(default_factory=dict)
 
@@ -108,10 +112,11 @@ class AirflowHost:
                 # Task processes report to the API server; follow its port when it moves.
                 "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.execution_api_url}/",
                 "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.home / "logs"),
-                # The task and triggerer log servers (8793/8794 by default) move with the API
-                # port, so two stacks (two checkouts) can run side by side.
-                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(self.port + 713),
-                "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(self.port + 714),
+                # The log servers' ports (StackSettings: they follow the API port unless set),
+                # and the host Airflow asks them at, where they listen.
+                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(self.task_log_port),
+                "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(self.triggerer_log_port),
+                "AIRFLOW__CORE__HOSTNAME_CALLABLE": HOSTNAME_CALLABLE,
                 # Airflow spawns `airflow` (and SparkSubmitOperator `spark-submit`) by name.
                 "PATH": f"{self.venv_bin}:{base.get('PATH', '')}",
                 # DAG files import config and orchestration from the repository root.
@@ -132,7 +137,14 @@ class AirflowHost:
         return env
 
     def command(self, component: str) -> list[str]:
-        return [str(self.venv_bin / "airflow"), component]
+        # Their own log servers would listen on every interface: log_server_command instead.
+        skip = ["--skip-serve-logs"] if component in ("scheduler", "triggerer") else []
+        return [str(self.venv_bin / "airflow"), component, *skip]
+
+    def log_server_command(self, port: int) -> list[str]:
+        """A log server on host:port (host_stack/airflow_logs.py)."""
+        python = str(self.venv_bin / "python")
+        return [python, "-m", "host_stack.airflow_logs", "--host", self.host, "--port", str(port)]
 
     def migrate_command(self) -> list[str]:
         return [str(self.venv_bin / "airflow"), "db", "migrate"]

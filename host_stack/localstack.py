@@ -94,7 +94,7 @@ class LocalStack:
         tmp = self.state_dir / "tmp"
         env.update(
             {
-                "GATEWAY_LISTEN": f"{self.host}:{self.port}",
+                "GATEWAY_LISTEN": self._gateway_listen(),
                 "LOCALSTACK_HOST": f"localhost.localstack.cloud:{self.port}",
                 "SERVICES": ",".join(self.services),
                 # Host mode roots /var/lib/localstack, /tmp/localstack etc. under FILESYSTEM_ROOT.
@@ -111,6 +111,32 @@ class LocalStack:
         )
         env.update(self.extra_env)
         return env
+
+    def _gateway_listen(self) -> str:
+        # LocalStack's default (twisted) gateway drops an IPv4 interface and binds 0.0.0.0; given
+        # as an IPv4-mapped IPv6 address it binds that address, which only 127.0.0.1 reaches.
+        if self.host == "127.0.0.1":
+            return f"[::ffff:127.0.0.1]:{self.port}"
+        return f"{self.host}:{self.port}"
+
+    def command(self) -> list[str]:
+        return [str(self.python), "-m", "localstack.runtime.main"]
+
+    def prepare(self) -> None:
+        """The directories its environment points at."""
+        for sub in ("tmp", "filesystem", "volume"):
+            (self.state_dir / sub).mkdir(parents=True, exist_ok=True)
+
+    def ready(self) -> tuple[bool, str]:
+        """Whether /_localstack/health lists every service, and what it said."""
+        try:
+            health = self.health()
+        except (OSError, ValueError) as exc:
+            return False, f"{self.endpoint_url} not answering yet ({exc})"
+        missing = [s for s in self.services if s not in health.get("services", {})]
+        if missing:
+            return False, f"services not listed yet: {missing}"
+        return True, f"answering on {self.endpoint_url}"
 
     def start(self, timeout: float = 60.0) -> LocalStack:
         """Start the process and wait until /_localstack/health reports every service."""
@@ -129,12 +155,11 @@ class LocalStack:
                 f"port {self.port} on {self.host} is already in use (another LocalStack?); "
                 "stop that process or choose another port"
             )
-        for sub in ("tmp", "filesystem", "volume"):
-            (self.state_dir / sub).mkdir(parents=True, exist_ok=True)
+        self.prepare()
         log = self.log_path.open("wb")
         try:
             self._process = subprocess.Popen(
-                [str(self.python), "-m", "localstack.runtime.main"],
+                self.command(),
                 env=self.environment(),
                 cwd=self.state_dir,
                 stdout=log,
@@ -163,14 +188,9 @@ class LocalStack:
                     f"LocalStack exited with code {code} during start-up; "
                     f"see its log {self.log_path}"
                 )
-            try:
-                health = self.health()
-                missing = [s for s in self.services if s not in health.get("services", {})]
-                if not missing:
-                    return
-                last_error = f"services not listed yet: {missing}"
-            except (OSError, ValueError) as exc:
-                last_error = str(exc)
+            ok, last_error = self.ready()
+            if ok:
+                return
             time.sleep(0.5)
         raise LocalStackError(
             f"LocalStack at {self.endpoint_url} was not healthy after {timeout:.0f}s "

@@ -1,7 +1,13 @@
-"""The host-mode stack's own settings (ports, sizes, state dir) and the port check.
+"""The host-mode stack's own settings (ports, sizes, state dir), typed once, and the port check.
 
-Standard library only: `host_stack.doctor` reads these before any virtualenv exists, so this
-module must import nothing from outside the standard library. `host_stack.stack` re-exports them.
+Each field of `StackSettings` declares its environment variable and kind (port, count, on/off,
+path, text) beside its default; `from_env` reads every field by its kind, once per command, and
+a bad value is one `StackError` naming the variable, the value and the expected form, as config's
+errors do. The pipeline's own settings stay in config/ (pydantic-settings); these are the stack's.
+
+Standard library only: `host_stack.doctor` reads these settings in nox's own interpreter before
+any virtualenv exists (its port check is the first thing a new machine sees), so this module
+imports nothing from outside the standard library, and is the one reader of these variables.
 """
 
 from __future__ import annotations
@@ -10,9 +16,10 @@ import errno
 import os
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from types import MappingProxyType
+from typing import NamedTuple
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -21,91 +28,121 @@ class StackError(RuntimeError):
     """The local stack could not be configured, started or stopped."""
 
 
-# --- the stack's own settings -------------------------------------------------------------------
+# --- the kinds of value, each with its reader -----------------------------------------------------
 
-# StackSettings field -> the environment variable that sets it.
-STACK_ENV_NAMES = MappingProxyType(
-    {
-        "airflow_api_port": "AIRFLOW_API_PORT",
-        "spark_master_port": "SPARK_MASTER_PORT",
-        "spark_master_webui_port": "SPARK_MASTER_WEBUI_PORT",
-        "spark_connect_port": "SPARK_CONNECT_PORT",
-        "localstack_port": "LOCALSTACK_PORT",
-        "emr_emulator_port": "EMR_EMULATOR_PORT",
-        "spark_worker_cores": "SPARK_WORKER_CORES",
-        "spark_worker_memory": "SPARK_WORKER_MEMORY",
-        "schedules": "STACK_SCHEDULES",
-        "spark_quick_start": "STACK_SPARK_QUICK_START",
-        "state_dir": "STACK_STATE_DIR",
-    }
-)
+PORT, COUNT, ON_OFF, PATH, TEXT = "port", "count", "on/off", "path", "text"
+_ON, _OFF = ("on", "true", "1"), ("off", "false", "0")
+
+
+def _read(kind: str, name: str, raw: str, default: object) -> object:
+    if kind in (PORT, COUNT):
+        if not raw.isdigit() or not 0 < int(raw) < 65536:
+            example = f", like the default {default}" if default is not None else ""
+            raise StackError(
+                f"{name}={raw!r} (from the environment) is not valid; expected a whole "
+                f"number from 1 to 65535{example}"
+            )
+        return int(raw)
+    if kind == ON_OFF:
+        if raw.lower() not in (*_ON, *_OFF):
+            raise StackError(
+                f"{name}={raw!r} (from the environment) is not valid; expected on or off"
+            )
+        return raw.lower() in _ON
+    if kind == PATH:
+        return Path(raw).expanduser().resolve()
+    return raw
+
+
+def _env(name: str, kind: str, listens: str = "") -> dict[str, str]:
+    """A field's metadata: read from variable `name` as `kind`; what listens on a port."""
+    return {"env": name, "kind": kind, "listens": listens}
+
+
+# --- the stack's own settings ---------------------------------------------------------------------
+
+
+class PortSetting(NamedTuple):
+    """A port of the stack, what listens there and the variable that moves it."""
+
+    port: int
+    what: str
+    env_name: str
 
 
 @dataclass(frozen=True)
 class StackSettings:
-    """Ports and sizes of the host-mode stack; each field has an env var (STACK_ENV_NAMES)."""
+    """Ports and sizes of the host-mode stack; each field names its variable (STACK_ENV_NAMES)."""
 
-    airflow_api_port: int = 8080
-    spark_master_port: int = 7077
-    spark_master_webui_port: int = 8081
+    airflow_api_port: int = field(
+        default=8080, metadata=_env("AIRFLOW_API_PORT", PORT, "Airflow API server / UI")
+    )
+    spark_master_port: int = field(
+        default=7077, metadata=_env("SPARK_MASTER_PORT", PORT, "Spark master")
+    )
+    spark_master_webui_port: int = field(
+        default=8081, metadata=_env("SPARK_MASTER_WEBUI_PORT", PORT, "Spark master web UI")
+    )
     # Only with SPARK_CONNECT_URL set (envs/local): the Spark Connect server's gRPC port.
-    spark_connect_port: int = 15002
-    localstack_port: int = 4566
+    spark_connect_port: int = field(
+        default=15002, metadata=_env("SPARK_CONNECT_PORT", PORT, "Spark Connect server")
+    )
+    localstack_port: int = field(default=4566, metadata=_env("LOCALSTACK_PORT", PORT, "LocalStack"))
     # Only with PIPELINE_ENV=aws: the EMR emulator of the offline aws rehearsal.
-    emr_emulator_port: int = 4570
-    spark_worker_cores: int = 2
-    spark_worker_memory: str = "2g"
+    emr_emulator_port: int = field(
+        default=4570, metadata=_env("EMR_EMULATOR_PORT", PORT, "EMR emulator")
+    )
+    # Airflow's task and triggerer log servers. Unset, they follow the API port (8793 and 8794
+    # beside 8080), so a second checkout that moves AIRFLOW_API_PORT needs nothing more.
+    airflow_task_log_port: int | None = field(
+        default=None, metadata=_env("AIRFLOW_TASK_LOG_PORT", PORT, "Airflow task log server")
+    )
+    airflow_triggerer_log_port: int | None = field(
+        default=None,
+        metadata=_env("AIRFLOW_TRIGGERER_LOG_PORT", PORT, "Airflow triggerer log server"),
+    )
+    spark_worker_cores: int = field(default=2, metadata=_env("SPARK_WORKER_CORES", COUNT))
+    spark_worker_memory: str = field(default="2g", metadata=_env("SPARK_WORKER_MEMORY", TEXT))
     # Off: runs start only when triggered (UI, run-pipeline, e2e), so unpausing a DAG does not
     # start today's scheduled run next to yours on a 2-core laptop. On: schedules fire as in aws.
-    schedules: bool = False
+    schedules: bool = field(default=False, metadata=_env("STACK_SCHEDULES", ON_OFF))
     # On: local jobs start their JVMs from a class-data archive with the C1 compiler only
     # (host_stack/spark_cds.py); off: the JVM's defaults, better for large local data.
-    spark_quick_start: bool = True
-    state_dir: Path = REPO_ROOT / ".stack"
+    spark_quick_start: bool = field(default=True, metadata=_env("STACK_SPARK_QUICK_START", ON_OFF))
+    state_dir: Path = field(default=REPO_ROOT / ".stack", metadata=_env("STACK_STATE_DIR", PATH))
+
+    def __post_init__(self) -> None:
+        # The log servers' ports, where unset, follow the API port.
+        if self.airflow_task_log_port is None:
+            object.__setattr__(self, "airflow_task_log_port", self.airflow_api_port + 713)
+        if self.airflow_triggerer_log_port is None:
+            object.__setattr__(self, "airflow_triggerer_log_port", self.airflow_api_port + 714)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> StackSettings:
+        """Every field from its variable (unset or empty: the default), read by its kind."""
         environ = os.environ if environ is None else environ
-        values: dict[str, object] = {}
+        values = {}
         for f in fields(cls):
-            name = STACK_ENV_NAMES[f.name]
-            raw = environ.get(name, "").strip()
-            if not raw:
-                continue
-            if f.name.endswith("_port") or f.name == "spark_worker_cores":
-                if not raw.isdigit() or not 0 < int(raw) < 65536:
-                    raise StackError(
-                        f"{name}={raw!r} (from the environment) is not valid; expected a whole "
-                        "number from 1 to 65535, like the default "
-                        f"{getattr(cls, f.name)}"
-                    )
-                values[f.name] = int(raw)
-            elif f.name in ("schedules", "spark_quick_start"):
-                if raw.lower() not in ("on", "off", "true", "false", "1", "0"):
-                    raise StackError(
-                        f"{name}={raw!r} (from the environment) is not valid; expected on or off"
-                    )
-                values[f.name] = raw.lower() in ("on", "true", "1")
-            elif f.name == "state_dir":
-                values[f.name] = Path(raw).expanduser().resolve()
-            else:
-                values[f.name] = raw
-        return cls(**values)  # type: ignore[arg-type]
+            raw = environ.get(f.metadata["env"], "").strip()
+            if raw:
+                values[f.name] = _read(f.metadata["kind"], f.metadata["env"], raw, f.default)
+        return cls(**values)
 
-    def ports(self) -> list[tuple[int, str, str]]:
-        """(port, what listens there, env var that moves it) for every fixed port."""
-        return [
-            (self.localstack_port, "LocalStack", "LOCALSTACK_PORT"),
-            (self.emr_emulator_port, "EMR emulator", "EMR_EMULATOR_PORT"),
-            (self.spark_master_port, "Spark master", "SPARK_MASTER_PORT"),
-            (self.spark_master_webui_port, "Spark master web UI", "SPARK_MASTER_WEBUI_PORT"),
-            (self.spark_connect_port, "Spark Connect server", "SPARK_CONNECT_PORT"),
-            (self.airflow_api_port, "Airflow API server / UI", "AIRFLOW_API_PORT"),
-            # Airflow's task and triggerer log servers follow the API port (host_stack/airflow.py).
-            (self.airflow_api_port + 713, "Airflow task log server", "AIRFLOW_API_PORT"),
-            (self.airflow_api_port + 714, "Airflow triggerer log server", "AIRFLOW_API_PORT"),
-        ]
+    def port(self, env_name: str) -> PortSetting:
+        """The port that `env_name` (AIRFLOW_API_PORT...) sets."""
+        for f in fields(self):
+            if f.metadata["env"] == env_name and f.metadata["kind"] == PORT:
+                return PortSetting(getattr(self, f.name), f.metadata["listens"], env_name)
+        raise KeyError(env_name)
 
+    def ports(self) -> list[PortSetting]:
+        """(port, what listens there, env var that moves it) for every port of the stack."""
+        return [self.port(f.metadata["env"]) for f in fields(self) if f.metadata["kind"] == PORT]
+
+
+# StackSettings field -> the environment variable that sets it.
+STACK_ENV_NAMES = MappingProxyType({f.name: f.metadata["env"] for f in fields(StackSettings)})
 
 # Port setting -> the stack process that listens there (pids/<name>.json), so a check can tell
 # the stack's own listeners from another program's.
@@ -117,6 +154,8 @@ PORT_OWNERS = MappingProxyType(
         "SPARK_MASTER_WEBUI_PORT": "spark-master",
         "SPARK_CONNECT_PORT": "spark-connect",
         "AIRFLOW_API_PORT": "airflow-api-server",
+        "AIRFLOW_TASK_LOG_PORT": "airflow-task-log-server",
+        "AIRFLOW_TRIGGERER_LOG_PORT": "airflow-triggerer-log-server",
     }
 )
 

@@ -3,6 +3,7 @@
     nox -s deploy -- --target aws             show what would change (a change set), change nothing
     nox -s deploy -- --target aws --confirm   apply it
     nox -s deploy -- --target localstack      the same deploy, applied to a LocalStack it starts
+                                              (host_stack/deploy_rehearsal.py)
 
 Steps: settings of PIPELINE_ENV=aws (config; an AWS_ENDPOINT_URL in the environment points every
 client at an emulator), cfn-lint, build the Spark job artifact and the release (git archive of
@@ -16,7 +17,6 @@ It lives beside artifact.py (which it uses) rather than in envs/aws/, which hold
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import json
 import os
@@ -468,29 +468,6 @@ def deploy(
 # --- command line ---------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def localstack_environment(environ: Mapping[str, str]) -> Iterator[dict[str, str]]:
-    """A LocalStack started for the rehearsal, and `environ` pointed at it (PIPELINE_ENV=aws)."""
-    from host_stack.localstack import LocalStack, find_localstack_python, free_port
-
-    python = find_localstack_python()
-    if python is None:
-        raise DeployError(
-            "LOCALSTACK_PYTHON is not set: run `nox -s deploy -- --target localstack`, which "
-            "installs LocalStack in its own venv and sets it"
-        )
-    state_dir = REPO_ROOT / ".stack" / "deploy-localstack"
-    with LocalStack(python, port=free_port(), state_dir=state_dir) as stack:
-        yield {
-            **environ,
-            "PIPELINE_ENV": "aws",
-            "AWS_ENDPOINT_URL": stack.endpoint_url,
-            # LocalStack's documented dummy credentials.
-            "AWS_ACCESS_KEY_ID": "test",
-            "AWS_SECRET_ACCESS_KEY": "test",  # pragma: allowlist secret
-        }
-
-
 def e2e_target(environ: Mapping[str, str]) -> dict[str, Any]:
     """What `nox -s e2e_aws` needs: {"skip": reason} or {"env": {...}} for the e2e tests."""
     if not environ.get("AIRFLOW_API_URL"):
@@ -528,10 +505,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--target",
-        choices=("aws", "localstack"),
+        choices=("aws",),
         default="aws",
-        help="aws: the account of your credentials (preview unless --confirm); localstack: a "
-        "LocalStack started for this run (applied; gone when it stops)",
+        help="aws: the account of your credentials (preview unless --confirm); the rehearsal on "
+        "LocalStack is host_stack/deploy_rehearsal.py (nox -s deploy -- --target localstack)",
     )
     parser.add_argument("--confirm", action="store_true", help="apply the changes (aws)")
     parser.add_argument("--stack-name", default=DEFAULT_STACK_NAME)
@@ -546,13 +523,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.e2e_target:
             print(json.dumps(e2e_target(os.environ)))
-            return 0
-        if args.target == "localstack":
-            with localstack_environment(os.environ) as environ:
-                settings = load_settings("aws", environ)
-                # An emulator started for this run: nothing to protect, apply straight away.
-                deploy(settings, confirm=True, stack_name=args.stack_name)
-                print("rehearsal done; the LocalStack it ran on stops now")
             return 0
         settings = load_settings("aws")
         deploy(settings, confirm=args.confirm, stack_name=args.stack_name)

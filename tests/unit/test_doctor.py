@@ -153,14 +153,13 @@ def test_only_the_ports_of_the_chosen_environment_are_checked() -> None:
     assert "EMR_EMULATOR_PORT" in aws
     assert "SPARK_CONNECT_PORT" not in aws
     assert "SPARK_CONNECT_PORT" not in classic
-    # Airflow's log servers follow the API port.
-    assert [
-        p for p, _, env in doctor.ports_to_check(settings, {}) if env == "AIRFLOW_API_PORT"
-    ] == [
-        8080,
-        8793,
-        8794,
-    ]
+    # Airflow's log servers have settings of their own, and follow the API port by default.
+    ports = {env: p for p, _, env in doctor.ports_to_check(settings, {})}
+    assert ports["AIRFLOW_API_PORT"] == 8080
+    assert ports["AIRFLOW_TASK_LOG_PORT"] == 8793
+    assert ports["AIRFLOW_TRIGGERER_LOG_PORT"] == 8794
+    moved = StackSettings.from_env({"AIRFLOW_API_PORT": "28080", "AIRFLOW_TASK_LOG_PORT": "29000"})
+    assert (moved.airflow_task_log_port, moved.airflow_triggerer_log_port) == (29000, 28794)
 
 
 def test_a_malformed_port_setting_is_a_finding(tmp_path: Path) -> None:

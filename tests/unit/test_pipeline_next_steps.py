@@ -10,7 +10,8 @@ import boto3
 from moto import mock_aws
 
 from config.config import load_settings
-from host_stack.stack import PIPELINE_DAGS, Stack, StackSettings, list_objects, next_steps
+from host_stack.pipeline_run import PIPELINE_DAGS, list_objects, next_steps
+from host_stack.stack import Stack, StackSettings
 
 NOXFILE = Path(__file__).resolve().parents[2] / "noxfile.py"
 INFO = {
