@@ -10,6 +10,8 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
+from spark_jobs.common import layout
+
 if TYPE_CHECKING:
     from config.config import Settings
     from host_stack.stack import Stack
@@ -64,7 +66,7 @@ def pipeline_summary(settings: Settings, day: str) -> str:
     import boto3
 
     s3 = boto3.client("s3", **settings.boto3_client_kwargs())
-    key = f"{settings.processed_prefix}/reports/dt={day}/quality_report.json"
+    key = layout.report_path(settings.processed_prefix, day)
     body = s3.get_object(Bucket=settings.data_bucket, Key=key)["Body"].read()
     quality = json.loads(body)
     reasons = {k: v for k, v in quality.get("quarantine_by_reason", {}).items() if v}
@@ -89,8 +91,8 @@ def next_steps(stack: Stack, info: Mapping[str, str], day: str, stays_up: bool =
     if stays_up:
         lines.append(f"  Airflow UI      {info['AIRFLOW_API_URL']}   login {login}")
     lines += [
-        f"  raw data        {settings.raw_uri}/orders/dt={day}/",
-        f"  processed data  {settings.processed_uri}/<table>/dt={day}/",
+        f"  raw data        {layout.raw_day_dir(settings.raw_uri, day)}/",
+        f"  processed data  {layout.table_day_dir(settings.processed_uri, '<table>', day)}/",
         f"  task logs       {settings.logs_uri}/  (also in the UI, per task)",
         f"  stack logs      {stack.log_dir}/<service>.log",
     ]
