@@ -89,7 +89,8 @@ def scheme_of(uri: str) -> str:
 
 
 def is_data_file(name: str) -> bool:
-    """Data files: everything but markers and hidden files (_SUCCESS, _manifest.json, .crc)."""
+    """Data files: everything but markers and hidden files (the markers and manifest of
+    spark_jobs/common/layout.py, Hadoop's .crc files)."""
     return not name.startswith(("_", "."))
 
 
