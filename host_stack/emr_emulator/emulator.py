@@ -656,10 +656,7 @@ class EmrEmulator:
         config = record.steps[step.id].config
         jar_step = config["HadoopJarStep"]
         run = StepRun(record.work_dir / "steps" / step.id)
-        run.work_dir.mkdir(parents=True, exist_ok=True)
-        # A step cancelled before its command starts still has (empty) logs, as on EMR.
-        run.stdout.touch()
-        run.stderr.touch()
+        run.prepare()
         controller = [
             f"step {step.id} {config.get('Name')!r} on cluster {record.id}",
             f"sent: {jar_step['Jar']} {json.dumps(jar_step.get('Args', []))}",

@@ -263,6 +263,13 @@ class StepRun:
     def controller(self) -> Path:
         return self.work_dir / "controller"
 
+    def prepare(self) -> None:
+        """The step's directory with empty logs: a step cancelled before its command starts
+        still has its stdout and stderr, as on EMR."""
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.stdout.touch()
+        self.stderr.touch()
+
     def start(self, argv: list[str], env: Mapping[str, str]) -> None:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.started = time.time()
