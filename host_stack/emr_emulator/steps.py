@@ -271,7 +271,7 @@ class StepRun:
         self.stderr.touch()
 
     def start(self, argv: list[str], env: Mapping[str, str]) -> None:
-        self.work_dir.mkdir(parents=True, exist_ok=True)
+        """Start the command in the directory `prepare` made."""
         self.started = time.time()
         with self.stdout.open("wb") as out, self.stderr.open("wb") as err:
             # Own session: cancelling the step stops the driver and everything it started.
