@@ -3,8 +3,9 @@
 `AirflowHost` says what to run: `airflow db migrate` once, then api-server, scheduler,
 dag-processor and triggerer with one environment (SQLite + LocalExecutor, SimpleAuthManager,
 dags folder orchestration/dags, the pipeline's connections and remote-logging settings), and the
-two log servers on 127.0.0.1 (host_stack/airflow_logs.py). host_stack/stack.py puts them in the
-stack's plan. It is what the Airflow services of docker-compose.yml are in host mode.
+task and triggerer log servers on 127.0.0.1, one process (host_stack/airflow_logs.py).
+host_stack/stack.py puts them in the stack's plan. It is what the Airflow services of
+docker-compose.yml are in host mode.
 
 `AirflowApi` only speaks HTTP (token, DAGs, runs, task logs): `run-pipeline` and the black-box
 end-to-end tests (tests/e2e) use it against any Airflow, local or deployed.
@@ -141,10 +142,11 @@ class AirflowHost:
         skip = ["--skip-serve-logs"] if component in ("scheduler", "triggerer") else []
         return [str(self.venv_bin / "airflow"), component, *skip]
 
-    def log_server_command(self, port: int) -> list[str]:
-        """A log server on host:port (host_stack/airflow_logs.py)."""
+    def log_server_command(self, ports: list[int]) -> list[str]:
+        """One process with a log server on host:port for each port (host_stack/airflow_logs.py)."""
         python = str(self.venv_bin / "python")
-        return [python, "-m", "host_stack.airflow_logs", "--host", self.host, "--port", str(port)]
+        port_args = [arg for port in ports for arg in ("--port", str(port))]
+        return [python, "-m", "host_stack.airflow_logs", "--host", self.host, *port_args]
 
     def migrate_command(self) -> list[str]:
         return [str(self.venv_bin / "airflow"), "db", "migrate"]

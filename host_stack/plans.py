@@ -10,7 +10,7 @@ host_stack/runner.py starts them. The local plan, in start order:
     spark-cds (one-shot, once per virtualenv)
     airflow-migrate (one-shot, once per Airflow version) ─completed─> airflow-api-server,
         airflow-scheduler, airflow-dag-processor, airflow-triggerer
-    airflow-task-log-server, airflow-triggerer-log-server
+    airflow-log-servers (the task and triggerer log servers, one process)
 
 The emulated-aws plan has no Spark Connect server and no class-data archive (EMR steps get
 EMR's JVM options), and adds the EMR emulator and the emulated account (roles, job artifact)
@@ -53,8 +53,8 @@ SPARK_CONNECT = "spark-connect"
 SPARK_CONNECT_WARMUP = "spark-connect-warmup"
 BUCKETS = "buckets"
 EMULATED_ACCOUNT = "emulated-account"
-TASK_LOG_SERVER = "airflow-task-log-server"
-TRIGGERER_LOG_SERVER = "airflow-triggerer-log-server"
+# One process serves both the task and the triggerer log server (host_stack/airflow_logs.py).
+LOG_SERVERS = "airflow-log-servers"
 
 
 class Stack(Protocol):
@@ -274,21 +274,17 @@ def _airflow(stack: Stack) -> list[Service]:
         )
         for component in AIRFLOW_COMPONENTS
     ]
-    log_servers = [
-        Service(
-            name,
-            f"Airflow's {what} log server on {airflow.host}:{port.port}",
-            command=tuple(airflow.log_server_command(port.port)),
-            env=env,
-            ready=_accepting(airflow.host, port.port),
-            ports=(port,),
-        )
-        for name, what, port in (
-            (TASK_LOG_SERVER, "task", settings.port("AIRFLOW_TASK_LOG_PORT")),
-            (TRIGGERER_LOG_SERVER, "triggerer", settings.port("AIRFLOW_TRIGGERER_LOG_PORT")),
-        )
-    ]
-    return [migrate, *components, *log_servers]
+    log_ports = tuple(settings.port(f"AIRFLOW_{k}_LOG_PORT") for k in ("TASK", "TRIGGERER"))
+    task_port, triggerer_port = (port.port for port in log_ports)
+    log_servers = Service(
+        LOG_SERVERS,
+        f"Airflow's task and triggerer log servers on {airflow.host}:{task_port}, {triggerer_port}",
+        command=tuple(airflow.log_server_command([task_port, triggerer_port])),
+        env=env,
+        ready=_accepting(airflow.host, task_port, triggerer_port),
+        ports=log_ports,
+    )
+    return [migrate, *components, log_servers]
 
 
 def _emr_emulator(stack: Stack) -> Service:
@@ -324,13 +320,17 @@ def _account(stack: Stack) -> Service:
 # --- probes ----------------------------------------------------------------------------------
 
 
-def _accepting(host: str, port: int) -> Callable[[], tuple[bool, str]]:
+def _accepting(host: str, *ports: int) -> Callable[[], tuple[bool, str]]:
+    """Ready once something accepts connections on every one of `ports`."""
+
     def check() -> tuple[bool, str]:
-        try:
-            with socket.create_connection((host, port), timeout=1):
-                return True, f"listening on {host}:{port}"
-        except OSError:
-            return False, f"nothing on {host}:{port} yet"
+        for port in ports:
+            try:
+                with socket.create_connection((host, port), timeout=1):
+                    pass
+            except OSError:
+                return False, f"nothing on {host}:{port} yet"
+        return True, f"listening on {host}:{', '.join(map(str, ports))}"
 
     return check
 

@@ -19,9 +19,9 @@ overlay's services, dependencies and readiness where both have them, and
 tests/compose/test_stack_plan.py holds them against it. They differ where host mode runs
 lighter: SQLite and the LocalExecutor instead of Postgres, Redis and a Celery worker; Airflow
 does not wait for the buckets (only DAG runs need them); the Spark worker and the Connect server
-start as soon as the master can take them; the log servers are services of their own, bound to
-127.0.0.1; and two one-shots of the host only: the jobs' class-data archive and the Connect
-server's warm-up.
+start as soon as the master can take them; the log servers are a service of their own, one
+process bound to 127.0.0.1; and two one-shots of the host only: the jobs' class-data archive and
+the Connect server's warm-up.
 """
 
 from __future__ import annotations

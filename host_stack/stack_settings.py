@@ -154,8 +154,8 @@ PORT_OWNERS = MappingProxyType(
         "SPARK_MASTER_WEBUI_PORT": "spark-master",
         "SPARK_CONNECT_PORT": "spark-connect",
         "AIRFLOW_API_PORT": "airflow-api-server",
-        "AIRFLOW_TASK_LOG_PORT": "airflow-task-log-server",
-        "AIRFLOW_TRIGGERER_LOG_PORT": "airflow-triggerer-log-server",
+        "AIRFLOW_TASK_LOG_PORT": "airflow-log-servers",
+        "AIRFLOW_TRIGGERER_LOG_PORT": "airflow-log-servers",
     }
 )
 

@@ -36,8 +36,7 @@ TWINS = {
 HOST_ONLY = {
     "spark-cds",
     "spark-connect-warmup",
-    "airflow-task-log-server",
-    "airflow-triggerer-log-server",
+    "airflow-log-servers",
 }
 # In compose only: the Celery executor's database, broker and worker (host mode runs SQLite and
 # the LocalExecutor).
