@@ -24,6 +24,7 @@ from typing import Any
 
 import httpx
 
+from host_stack import probe
 from host_stack.airflow_logs import HOSTNAME_CALLABLE
 from orchestration.compose_secrets import jwt_secret
 
@@ -184,7 +185,7 @@ class AirflowHost:
 
     def health(self) -> dict | None:
         try:
-            response = httpx.get(f"{self.api_url}/api/v2/monitor/health", timeout=3)
+            response = probe.get(f"{self.api_url}/api/v2/monitor/health", timeout=3)
             return response.json() if response.status_code == 200 else None
         except (httpx.HTTPError, ValueError):
             return None
@@ -200,7 +201,7 @@ class AirflowHost:
         # routes on its first request: seconds the first task of the first run would wait
         # unless it is asked here (docs/performance.md). Its health route needs no token.
         try:
-            response = httpx.get(f"{self.execution_api_url}/health", timeout=EXECUTION_API_TIMEOUT)
+            response = probe.get(f"{self.execution_api_url}/health", timeout=EXECUTION_API_TIMEOUT)
         except httpx.HTTPError as exc:
             return False, f"execution API {self.execution_api_url} not answering yet ({exc!r})"
         if response.status_code != 200:

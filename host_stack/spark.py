@@ -15,6 +15,8 @@ from pathlib import Path
 
 import httpx
 
+from host_stack import probe
+
 
 def pyspark_home() -> Path:
     """The Spark distribution inside the installed pyspark package (has bin/ and jars/)."""
@@ -99,7 +101,7 @@ class SparkStandalone:
     def master_state(self) -> dict | None:
         """The master's /json document (status, workers, apps), or None while it does not answer."""
         try:
-            response = httpx.get(f"{self.webui_url}/json/", timeout=2)
+            response = probe.get(f"{self.webui_url}/json/", timeout=2)
             return response.json() if response.status_code == 200 else None
         except (httpx.HTTPError, ValueError):
             return None

@@ -280,10 +280,11 @@ class Stack:
     def emr_emulator_ready(self) -> tuple[bool, str]:
         import httpx
 
+        from host_stack import probe
         from host_stack.emr_emulator.emulator import HEALTH_PATH
 
         try:
-            response = httpx.get(f"{self.emr_emulator_url}{HEALTH_PATH}", timeout=2)
+            response = probe.get(f"{self.emr_emulator_url}{HEALTH_PATH}", timeout=2)
         except httpx.HTTPError:
             return False, f"{self.emr_emulator_url} not answering yet"
         return response.status_code == 200, f"answering on {self.emr_emulator_url}"
