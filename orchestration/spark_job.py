@@ -274,10 +274,10 @@ def _emr_tasks(job: SparkJob, settings: Settings, *, deferrable: bool) -> None:
     from airflow.providers.amazon.aws.operators.emr import (
         EmrAddStepsOperator,
         EmrCreateJobFlowOperator,
-        EmrTerminateJobFlowOperator,
     )
 
     from orchestration.emr_step_logs import EmrStepSensorWithLogs
+    from orchestration.emr_teardown import EmrTerminateClusterOperator
 
     create_cluster = EmrCreateJobFlowOperator(
         task_id="create_cluster",
@@ -309,7 +309,9 @@ def _emr_tasks(job: SparkJob, settings: Settings, *, deferrable: bool) -> None:
         retries=0,
         log_wait_seconds=settings.emr_step_log_wait_seconds,
     )
-    terminate_cluster = EmrTerminateJobFlowOperator(
+    # The provider's EmrTerminateJobFlowOperator, which also succeeds when the cluster has ended
+    # with errors by itself (a failed bootstrap action): nothing is left to terminate.
+    terminate_cluster = EmrTerminateClusterOperator(
         task_id="terminate_cluster",
         job_flow_id=create_cluster.output,
         aws_conn_id=AWS_CONN_ID,

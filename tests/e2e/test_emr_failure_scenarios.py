@@ -39,7 +39,11 @@ def test_a_failing_bootstrap_action_ends_the_cluster_and_the_wait_says_why(emr_s
     scenario = emr_scenarios.planned["bootstrap"]
     run = emr_scenarios.finished("bootstrap")
 
-    run.assert_failed(create_cluster="success", add_step="success", wait_for_step="failed")
+    # The teardown has nothing left to terminate, and says so instead of failing.
+    run.assert_failed(
+        create_cluster="success", add_step="success", wait_for_step="failed",
+        terminate_cluster="success",
+    )  # fmt: skip
     cluster = run.cluster(emr)
     status = cluster["Status"]
     assert status["State"] == "TERMINATED_WITH_ERRORS", status
@@ -59,6 +63,16 @@ def test_a_failing_bootstrap_action_ends_the_cluster_and_the_wait_says_why(emr_s
             "The step never started, so it has no logs.",
         ],
         "wait_for_step's log",
+    )
+    in_order(
+        run.log("terminate_cluster"),
+        [
+            f"Cluster {cluster['Id']} has already ended: ",
+            "TERMINATED_WITH_ERRORS (BOOTSTRAP_FAILURE: ",
+            BOOTSTRAP_ERROR,
+            "Nothing to terminate.",
+        ],
+        "terminate_cluster's log",
     )
 
 
