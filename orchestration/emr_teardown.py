@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.amazon.aws.operators.emr import EmrTerminateJobFlowOperator
+from airflow.providers.common.compat.sdk import AirflowException
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -41,7 +42,7 @@ class EmrTerminateClusterOperator(EmrTerminateJobFlowOperator):
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> None:
         try:
             super().execute_complete(context, event)
-        except Exception:
+        except AirflowException:
             ended = self._ended()
             if ended is None:
                 raise

@@ -13,24 +13,14 @@ from unittest import mock
 
 import pytest
 
-REGION = "us-east-1"
+from tests.unit.conftest import MOTO_REGION as REGION
+
 LOGS_BUCKET = "step-logs"
 LOG_URI = f"s3n://{LOGS_BUCKET}/emr/"
 
 
 @pytest.fixture
-def aws(monkeypatch):
-    from moto import mock_aws
-
-    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    with mock_aws():
-        yield
-
-
-@pytest.fixture
-def clients(aws):
+def clients(moto_aws):
     import boto3
 
     emr = boto3.client("emr", region_name=REGION)

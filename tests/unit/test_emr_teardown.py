@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-REGION = "us-east-1"
+from tests.unit.conftest import MOTO_REGION as REGION
+
 BOOTSTRAP_MESSAGE = "bootstrap action 1 returned a non-zero return code"
 # What the provider's trigger sends when its waiter meets TERMINATED_WITH_ERRORS.
 WAITER_FAILURE = {
@@ -21,15 +22,10 @@ WAITER_FAILURE = {
 
 
 @pytest.fixture
-def emr(monkeypatch):
+def emr(moto_aws):
     import boto3
-    from moto import mock_aws
 
-    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    with mock_aws():
-        yield boto3.client("emr", region_name=REGION)
+    return boto3.client("emr", region_name=REGION)
 
 
 def cluster(emr, state: str | None = None, reason: str | None = None) -> str:
