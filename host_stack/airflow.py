@@ -209,6 +209,15 @@ class AirflowHost:
         return True, "all components healthy"
 
 
+def day_run(day: str) -> tuple[str, str]:
+    """The logical date (midnight UTC) and run id of a manual run for `day` (YYYY-MM-DD).
+
+    Without a run id Airflow 3 names a manual run after the moment it was triggered
+    (manual__<now>), whatever its logical date; this one names the day it runs for.
+    """
+    return f"{day}T00:00:00Z", f"manual__{day}T00:00:00+00:00"
+
+
 class AirflowApiError(RuntimeError):
     """The Airflow REST API refused a request or a run did not end as expected."""
 
@@ -270,8 +279,12 @@ class AirflowApi:
 
     # --- runs ---------------------------------------------------------------------------------
 
-    def trigger(self, dag_id: str, logical_date: str, conf: dict | None = None) -> str:
+    def trigger(
+        self, dag_id: str, logical_date: str, conf: dict | None = None, run_id: str | None = None
+    ) -> str:
         body: dict[str, Any] = {"logical_date": logical_date, "conf": conf or {}}
+        if run_id:
+            body["dag_run_id"] = run_id
         return self.request("POST", f"/dags/{dag_id}/dagRuns", json=body)["dag_run_id"]
 
     def run_for_date(self, dag_id: str, day: str) -> str:
@@ -279,14 +292,14 @@ class AirflowApi:
 
         Airflow keeps one run per logical date; clearing it is how a date is re-run.
         """
-        logical_date = f"{day}T00:00:00Z"
+        logical_date, run_id = day_run(day)
         runs = self.request(
             "GET",
             f"/dags/{dag_id}/dagRuns",
             params={"logical_date_gte": logical_date, "logical_date_lte": logical_date},
         )["dag_runs"]
         if not runs:
-            return self.trigger(dag_id, logical_date)
+            return self.trigger(dag_id, logical_date, run_id=run_id)
         run_id = runs[0]["dag_run_id"]
         cleared = self.request(
             "POST", f"/dags/{dag_id}/dagRuns/{run_id}/clear", json={"dry_run": False}

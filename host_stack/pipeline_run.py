@@ -17,6 +17,38 @@ if TYPE_CHECKING:
     from host_stack.stack import Stack
 
 PIPELINE_DAGS = ("data_generation", "data_processing")
+# What a DAG waits for that an earlier DAG of the pipeline writes: data_processing's sensor
+# waits for the raw day's marker, which data_generation writes last.
+UPSTREAM_OF = {"data_processing": "data_generation"}
+# head_object's answers for a key (or bucket) that does not exist.
+MISSING_CODES = ("404", "NoSuchKey", "NoSuchBucket")
+
+
+def missing_input(settings: Settings, day: str, dags: Iterable[str]) -> str | None:
+    """Why `dags` cannot run for `day`, or None: a DAG's input day is neither in S3 nor written
+    by a DAG that runs before it here. Said at once, where the DAG's sensor would wait hours."""
+    import boto3
+    from botocore.exceptions import ClientError
+
+    dags = list(dags)
+    for dag_id, upstream in UPSTREAM_OF.items():
+        if dag_id not in dags or upstream in dags:
+            continue
+        key = layout.raw_success_path(settings.raw_prefix, day)
+        s3 = boto3.client("s3", **settings.boto3_client_kwargs())
+        try:
+            s3.head_object(Bucket=settings.data_bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in MISSING_CODES:
+                raise
+            return (
+                f"no raw day {day}: s3://{settings.data_bucket}/{key} does not exist, so "
+                f"{dag_id} would wait for it until its sensor times out. Write the day first:\n"
+                f"  nox -s pipeline -- --dag {upstream} --date {day}   (then rerun {dag_id})\n"
+                f"  nox -s pipeline -- --date {day}   (both DAGs)\n"
+                "(LocalStack keeps no data across a restart: a new stack has no day yet.)"
+            )
+    return None
 
 
 def run_pipeline(
@@ -34,6 +66,10 @@ def run_pipeline(
 
     report = stack.report
     dags = [dag_id for dag_id in PIPELINE_DAGS if dag_id in set(dags)]
+    missing = missing_input(stack.pipeline_settings(), day, dags)
+    if missing:
+        report(missing)
+        return False
     api = AirflowApi(info["AIRFLOW_API_URL"], info["AIRFLOW_USERNAME"], info["AIRFLOW_PASSWORD"])
     started = time.monotonic()
     try:
