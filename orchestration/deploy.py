@@ -2,14 +2,19 @@
 
     nox -s deploy -- --target aws             show what would change (a change set), change nothing
     nox -s deploy -- --target aws --confirm   apply it
-    nox -s deploy -- --target localstack      the same deploy, applied to a LocalStack it starts
-                                              (host_stack/deploy_rehearsal.py)
+    nox -s deploy -- --target localstack      the same deploy on emulated AWS, booted by a
+                                              stand-in instance (host_stack/ec2_rehearsal.py)
 
 Steps: settings of PIPELINE_ENV=aws (config; an AWS_ENDPOINT_URL in the environment points every
-client at an emulator), cfn-lint, build the Spark job artifact and the release (git archive of
-HEAD), a change set (a no-op when nothing changed), then, confirmed: the Airflow secrets in SSM
-Parameter Store, the change set executed, the artifact and release uploaded to the data bucket.
-Last, the SSM port-forward command for the Airflow UI.
+client at an emulator), cfn-lint, build the Spark job artifact and the release (orchestration/
+release.py: the commit, its Airflow image and the third-party images, the Compose CLI), a change
+set (a no-op when nothing changed), then, confirmed: the Airflow secrets in SSM Parameter Store,
+the artifact and the release uploaded (on a first deploy, after a first step that makes the
+buckets without the instance), the change set executed, and the wait for the instance to report
+the release healthy (s3://LOGS_BUCKET/boot/<instance-id>/status.json, written by
+envs/aws/boot/boot.sh), or its boot log's tail when it failed. A change set that would replace
+the instance or its data volume is refused without --replace-instance. Last, the SSM port-forward
+command for the Airflow UI.
 
 It lives beside artifact.py (which it uses) rather than in envs/aws/, which holds data only.
 """
@@ -20,7 +25,6 @@ import argparse
 import hashlib
 import json
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -31,14 +35,23 @@ from typing import Any
 from config.config import ConfigError, Settings, load_settings
 from orchestration.artifact import REPO_ROOT, JobArtifact, build_job_artifact
 from orchestration.compose_secrets import SECRET_KEYS
+from orchestration.release import Release, ReleaseError, build_release, dotenv_settings
 
 TEMPLATE = REPO_ROOT / "envs" / "aws" / "cloudformation.yaml"
 DIST = REPO_ROOT / "dist"
 DEFAULT_STACK_NAME = "builditall"
 PROJECT_NAME = "builditall"
 SECRETS_PATH = f"/{PROJECT_NAME}/airflow"
-RELEASES_PREFIX = "releases"
 AIRFLOW_UI_PORT = 8080
+# Amazon Linux 2023, resolved once per stack and then kept (the ImageId parameter).
+AMI_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
+# What a change set may not replace without --replace-instance: the Airflow host and its data.
+KEPT_RESOURCES = ("AirflowInstance", "DataVolume")
+BOOT_TIMEOUT = 1800.0
+BOOT_POLL_SECONDS = 5.0
+BOOT_LOG_TAIL_LINES = 40
+# A stack that is not there yet (or only as a change set's placeholder).
+NO_STACK = (None, "REVIEW_IN_PROGRESS", "DELETE_COMPLETE")
 CHANGE_SET_TIMEOUT = 300.0
 STACK_TIMEOUT = 1800.0
 # The metadata key of our uploads: the sha256 of the file, to skip unchanged ones.
@@ -47,18 +60,6 @@ SHA256_METADATA = "sha256"
 
 class DeployError(RuntimeError):
     """The deploy cannot go on; the message names what, where and the fix."""
-
-
-@dataclass(frozen=True)
-class Release:
-    """What the instance runs: `git archive` of one commit, uploaded as releases/<sha>.tar.gz."""
-
-    commit: str
-    path: Path
-
-    @property
-    def key(self) -> str:
-        return f"{RELEASES_PREFIX}/{self.commit}.tar.gz"
 
 
 @dataclass
@@ -80,6 +81,7 @@ class DeployResult:
     unchanged_uploads: list[str] = field(default_factory=list)
     secrets_created: list[str] = field(default_factory=list)
     outputs: dict[str, str] = field(default_factory=dict)
+    boot: dict[str, Any] = field(default_factory=dict)
 
 
 # --- inputs: template, lint, parameters, release -----------------------------------------------
@@ -122,8 +124,10 @@ def emr_role_names(settings: Settings) -> tuple[str, str]:
         ) from None
 
 
-def stack_parameters(settings: Settings, release_key: str) -> dict[str, str]:
-    """The template's parameters, all derived from config and the cluster config."""
+def stack_parameters(
+    settings: Settings, release_digest: str, image_id: str, *, launch: bool = True
+) -> dict[str, str]:
+    """The template's parameters, all derived from config, the cluster config and the release."""
     service_role, instance_profile = emr_role_names(settings)
     return {
         "ProjectName": PROJECT_NAME,
@@ -131,35 +135,11 @@ def stack_parameters(settings: Settings, release_key: str) -> dict[str, str]:
         "LogsBucketName": settings.logs_bucket,
         "EmrServiceRoleName": service_role,
         "EmrInstanceProfileName": instance_profile,
-        "ReleaseKey": release_key,
+        "ReleaseDigest": release_digest,
+        "ImageId": image_id,
+        "LaunchInstance": "true" if launch else "false",
         "SecretsPath": SECRETS_PATH,
     }
-
-
-def _git(*args: str) -> str:
-    result = subprocess.run(
-        ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=False
-    )
-    if result.returncode != 0:
-        raise DeployError(
-            f"`git {' '.join(args)}` failed in {REPO_ROOT}: {result.stderr.strip()}; the release "
-            "is a git archive of HEAD, so deploy from a git checkout with at least one commit"
-        )
-    return result.stdout
-
-
-def build_release(out_dir: Path, say: Callable[[str], None] = print) -> Release:
-    """`git archive` of HEAD as <out_dir>/<commit>.tar.gz (uncommitted changes are not in it)."""
-    commit = _git("rev-parse", "--short=12", "HEAD").strip()
-    if _git("status", "--porcelain", "--untracked-files=no").strip():
-        say(f"note: uncommitted changes are not deployed; the release is commit {commit}")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{commit}.tar.gz"
-    if not path.exists():
-        partial = path.with_suffix(".partial")
-        _git("archive", "--format=tar.gz", f"--output={partial}", "HEAD")
-        partial.replace(path)
-    return Release(commit, path)
 
 
 # --- clients --------------------------------------------------------------------------------
@@ -202,6 +182,32 @@ def stack_status(cloudformation: Any, stack_name: str) -> str | None:
     return stacks[0]["StackStatus"] if stacks else None
 
 
+def stack_parameter_values(cloudformation: Any, stack_name: str) -> dict[str, str]:
+    stack = cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0]
+    return {p["ParameterKey"]: p.get("ParameterValue", "") for p in stack.get("Parameters", [])}
+
+
+def pinned_image_id(clients: Clients, stack_name: str, *, new_ami: bool) -> tuple[str, str]:
+    """(AMI id, where it came from): the stack's own, or AL2023's latest on a first deploy or
+    with --new-ami. Kept otherwise, so an AMI release never replaces the instance unasked."""
+    if not new_ami and stack_status(clients.cloudformation, stack_name) not in NO_STACK:
+        kept = stack_parameter_values(clients.cloudformation, stack_name).get("ImageId")
+        if kept:
+            return kept, "kept from the stack"
+    latest = clients.ssm.get_parameter(Name=AMI_PARAMETER)["Parameter"]["Value"]
+    return latest, f"the latest Amazon Linux 2023 ({AMI_PARAMETER})"
+
+
+def replacements(changes: list[dict[str, Any]]) -> list[str]:
+    """The kept resources (the instance, its data volume) a change set would replace."""
+    return [
+        f"{c.get('LogicalResourceId')} (replacement: {c.get('Replacement')})"
+        for c in changes
+        if c.get("LogicalResourceId") in KEPT_RESOURCES
+        and (c.get("Action") == "Remove" or c.get("Replacement") in ("True", "Conditional"))
+    ]
+
+
 def create_change_set(
     cloudformation: Any, stack_name: str, template_body: str, parameters: Mapping[str, str]
 ) -> ChangeSetResult:
@@ -217,7 +223,7 @@ def create_change_set(
             f"CloudFormation console, delete it (`aws cloudformation delete-stack --stack-name "
             f"{stack_name}`; the buckets are retained) and deploy again"
         )
-    new_stack = status in (None, "REVIEW_IN_PROGRESS", "DELETE_COMPLETE")
+    new_stack = status in NO_STACK
     change_type = "CREATE" if new_stack else "UPDATE"
     response = cloudformation.create_change_set(
         StackName=stack_name,
@@ -347,17 +353,83 @@ def sync_file(s3: Any, path: Path, bucket: str, key: str) -> bool:
 def upload_contents(
     s3: Any, settings: Settings, artifact: JobArtifact, release: Release
 ) -> tuple[list[str], list[str]]:
-    """The job artifact (with the EMR bootstrap script) and the release into the data bucket.
+    """The job artifact (with the EMR bootstrap script) and the release into the data bucket;
+    the release's manifest goes last, so a release is either whole or absent.
 
     Returns (uploaded, unchanged) as s3:// URIs."""
     prefix = (settings.emr_job_artifact_prefix or "").strip("/")
     files = [(artifact.root / rel, f"{prefix}/{rel}") for rel in artifact.relative_files()]
-    files.append((release.path, release.key))
+    files += release.objects()
     uploaded, unchanged = [], []
     for path, key in files:
         uri = f"s3://{settings.data_bucket}/{key}"
         (uploaded if sync_file(s3, path, settings.data_bucket, key) else unchanged).append(uri)
     return uploaded, unchanged
+
+
+# --- the instance's boot --------------------------------------------------------------------------
+
+
+def boot_prefix(instance_id: str) -> str:
+    return f"boot/{instance_id}"
+
+
+def _read_object(s3: Any, bucket: str, key: str) -> bytes | None:
+    from botocore.exceptions import ClientError
+
+    try:
+        return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return None
+        raise
+
+
+def boot_log_tail(s3: Any, bucket: str, instance_id: str, lines: int = BOOT_LOG_TAIL_LINES) -> str:
+    body = _read_object(s3, bucket, f"{boot_prefix(instance_id)}/boot.log")
+    if body is None:
+        return f"  (no boot log at s3://{bucket}/{boot_prefix(instance_id)}/boot.log yet)"
+    tail = body.decode(errors="replace").splitlines()[-lines:]
+    return "\n".join(f"  | {line}" for line in tail)
+
+
+def wait_for_boot(
+    s3: Any,
+    logs_bucket: str,
+    instance_id: str,
+    digest: str,
+    *,
+    timeout: float = BOOT_TIMEOUT,
+    say: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Wait until the instance reports `digest` healthy (envs/aws/boot/boot.sh's status.json);
+    raise DeployError with the boot log's tail when it failed or said nothing in time."""
+    where = f"s3://{logs_bucket}/{boot_prefix(instance_id)}/"
+    say(f"waiting for {instance_id} to report release {digest[:12]} healthy ({where})")
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        body = _read_object(s3, logs_bucket, f"{boot_prefix(instance_id)}/status.json")
+        status = json.loads(body) if body else {}
+        if status.get("release") == digest:
+            if status != last:
+                say(f"  {instance_id}: {status.get('state')} ({status.get('step')})")
+                last = status
+            if status.get("state") == "healthy":
+                return status
+            if status.get("state") == "failed":
+                raise DeployError(
+                    f"the instance {instance_id} refused or failed release {digest[:12]} at "
+                    f"{status.get('step')}: {status.get('detail')}\nthe boot log's last lines "
+                    f"({where}boot.log):\n{boot_log_tail(s3, logs_bucket, instance_id)}"
+                )
+        if time.monotonic() > deadline:
+            raise DeployError(
+                f"the instance {instance_id} did not report release {digest[:12]} healthy within "
+                f"{timeout:.0f}s; its last status: {status or 'none'}\nthe boot log's last lines "
+                f"({where}boot.log):\n{boot_log_tail(s3, logs_bucket, instance_id)}"
+            )
+        time.sleep(BOOT_POLL_SECONDS)
 
 
 def ensure_secrets(ssm: Any, path: str = SECRETS_PATH) -> list[str]:
@@ -402,10 +474,16 @@ def deploy(
     say: Callable[[str], None] = print,
     clients: Clients | None = None,
     build_dir: Path = DIST,
+    commit: str = "HEAD",
+    new_ami: bool = False,
+    replace_instance: bool = False,
+    boot_timeout: float = BOOT_TIMEOUT,
+    release: Release | None = None,
+    wait: bool = True,
 ) -> DeployResult:
-    """Lint, build, change set; if `confirm`: secrets, execute, upload. See the module doc.
-
-    The artifact and the release are built under `build_dir` (dist/ by default)."""
+    """Lint, build, change set; if `confirm`: secrets, upload, execute, wait for the boot. See
+    the module doc. The artifact and the release are built under `build_dir` (dist/), unless
+    `release` is one built before; `wait=False` returns without waiting for the instance."""
     if settings.pipeline_env != "aws":
         raise DeployError(
             f"PIPELINE_ENV={settings.pipeline_env}: the deploy is of the aws environment; run it "
@@ -416,21 +494,32 @@ def deploy(
     lint_template()
     say(f"cfn-lint: {_shown(TEMPLATE)} is clean")
     artifact = build_job_artifact(build_dir / "spark_jobs")
-    release = build_release(build_dir / "releases", say=say)
-    say(f"built: job artifact {_shown(artifact.root)}, release {_shown(release.path)}")
+    try:
+        release = release or build_release(
+            build_dir / "releases", dotenv_settings(), commit=commit, say=say
+        )
+    except ReleaseError as exc:
+        raise DeployError(f"the release cannot be built: {exc}") from None
+    say(f"built: job artifact {_shown(artifact.root)}, release {_shown(release.directory)}")
 
     clients = clients or Clients.for_settings(settings)
-    parameters = stack_parameters(settings, release.key)
-    change_set = create_change_set(
-        clients.cloudformation, stack_name, TEMPLATE.read_text(), parameters
+    image_id, image_source = pinned_image_id(clients, stack_name, new_ami=new_ami)
+    say(f"AMI {image_id}: {image_source}")
+    parameters = stack_parameters(settings, release.digest, image_id)
+    # A first deploy makes the buckets before the instance, whose boot needs the release there.
+    first = confirm and stack_status(clients.cloudformation, stack_name) in NO_STACK
+    change_set = _change_set(
+        clients, stack_name, parameters | ({"LaunchInstance": "false"} if first else {}), say
     )
     result = DeployResult(stack_name, applied=False, changes=change_set.changes)
-    if change_set.changes:
-        say(f"changes to stack {stack_name} ({change_set.change_type}):")
-        say(format_changes(change_set.changes))
-    else:
-        say(f"stack {stack_name}: no changes")
-
+    replaced = replacements(change_set.changes)
+    if replaced and not replace_instance:
+        discard_change_set(clients.cloudformation, change_set)
+        raise DeployError(
+            f"this change would replace {', '.join(replaced)}: a new instance boots from the "
+            "release (the Postgres volume is kept, but the Airflow UI is down meanwhile). Deploy "
+            "again with --replace-instance to do it anyway"
+        )
     if not confirm:
         discard_change_set(clients.cloudformation, change_set)
         say(
@@ -442,27 +531,71 @@ def deploy(
     result.secrets_created = ensure_secrets(clients.ssm)
     for name in result.secrets_created:
         say(f"created secret {name} (SecureString)")
+    if first:
+        execute_change_set(clients.cloudformation, change_set)
+        say(f"stack {stack_name}: the buckets and roles exist; the instance comes next")
+    _upload(clients, settings, artifact, release, result=result, say=say)
+    if first:
+        change_set = _change_set(clients, stack_name, parameters, say)
+        result.changes += change_set.changes
     if change_set.change_set_id is not None:
         execute_change_set(clients.cloudformation, change_set)
         say(f"stack {stack_name}: {change_set.change_type.lower()} complete")
     result.applied = True
+    result.outputs = stack_outputs(clients.cloudformation, stack_name)
+    instance = result.outputs.get("AirflowInstanceId")
+    if instance is None:
+        raise DeployError(f"stack {stack_name} has no AirflowInstanceId output")
+    if wait:
+        result.boot = wait_for_boot(
+            clients.s3, settings.logs_bucket, instance, release.digest, timeout=boot_timeout,
+            say=say,
+        )  # fmt: skip
+        say(f"release {release.digest[:12]} (commit {release.commit}) is healthy on {instance}")
+    say(access_instructions(instance, settings.aws_region))
+    return result
+
+
+def _change_set(
+    clients: Clients, stack_name: str, parameters: Mapping[str, str], say: Callable[[str], None]
+) -> ChangeSetResult:
+    change_set = create_change_set(
+        clients.cloudformation, stack_name, TEMPLATE.read_text(), parameters
+    )
+    if change_set.changes:
+        say(f"changes to stack {stack_name} ({change_set.change_type}):")
+        say(format_changes(change_set.changes))
+    else:
+        say(f"stack {stack_name}: no changes")
+    return change_set
+
+
+def _upload(
+    clients: Clients,
+    settings: Settings,
+    artifact: JobArtifact,
+    release: Release,
+    *,
+    result: DeployResult,
+    say: Callable[[str], None],
+) -> None:
     result.uploaded, result.unchanged_uploads = upload_contents(
         clients.s3, settings, artifact, release
     )
     for uri in result.uploaded:
         say(f"uploaded {uri}")
     say(f"{len(result.unchanged_uploads)} file(s) in the data bucket already up to date")
-    result.outputs = stack_outputs(clients.cloudformation, stack_name)
-    instance = result.outputs.get("AirflowInstanceId", "<AirflowInstanceId output>")
-    say(
+
+
+def access_instructions(instance: str, region: str) -> str:
+    return (
         "\nAirflow UI: forward its port through SSM (needs the session-manager-plugin), then "
         f"open http://localhost:{AIRFLOW_UI_PORT}\n  "
-        + port_forward_command(instance, settings.aws_region)
-        + f"\nlog in as admin with: aws ssm get-parameter --region {settings.aws_region} "
+        + port_forward_command(instance, region)
+        + f"\nlog in as admin with: aws ssm get-parameter --region {region} "
         f"--name {SECRETS_PATH}/AIRFLOW_ADMIN_PASSWORD --with-decryption "
         "--query Parameter.Value --output text"
     )
-    return result
 
 
 # --- command line ---------------------------------------------------------------------------------
@@ -508,10 +641,23 @@ def main(argv: list[str] | None = None) -> int:
         choices=("aws",),
         default="aws",
         help="aws: the account of your credentials (preview unless --confirm); the rehearsal on "
-        "LocalStack is host_stack/deploy_rehearsal.py (nox -s deploy -- --target localstack)",
+        "emulated AWS is host_stack/ec2_rehearsal.py (nox -s deploy -- --target localstack)",
     )
     parser.add_argument("--confirm", action="store_true", help="apply the changes (aws)")
     parser.add_argument("--stack-name", default=DEFAULT_STACK_NAME)
+    parser.add_argument(
+        "--new-ami", action="store_true", help="move to the latest Amazon Linux 2023 AMI"
+    )
+    parser.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="return once the stack is updated, without waiting for the instance's report",
+    )
+    parser.add_argument(
+        "--replace-instance",
+        action="store_true",
+        help="allow a change that replaces the Airflow instance (its data volume is kept)",
+    )
     parser.add_argument(
         "--e2e-target",
         action="store_true",
@@ -525,7 +671,14 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(e2e_target(os.environ)))
             return 0
         settings = load_settings("aws")
-        deploy(settings, confirm=args.confirm, stack_name=args.stack_name)
+        deploy(
+            settings,
+            confirm=args.confirm,
+            stack_name=args.stack_name,
+            new_ami=args.new_ami,
+            replace_instance=args.replace_instance,
+            wait=not args.no_wait,
+        )
     except (DeployError, ConfigError) as exc:
         print(f"deploy failed: {exc}", file=sys.stderr)
         return 1
