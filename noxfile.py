@@ -162,7 +162,7 @@ pipeline_session = nox.session(venv_backend="none")
 def tests(session: nox.Session) -> None:
     """Unit and component tests: real Spark, real LocalStack, real Airflow; moto only for EMR."""
     env = _pipeline_env(session)
-    default = ["tests", "--ignore=tests/e2e", "--ignore=tests/faults"]
+    default = ["tests", "--ignore=tests/e2e", "--ignore=tests/faults", "--ignore=tests/ec2"]
     _run(session, env, "pytest", *(session.posargs or default))
 
 
@@ -174,8 +174,8 @@ def unit(session: nox.Session) -> None:
     `nox -s tests` runs these and the Spark and LocalStack ones."""
     env = _pipeline_env(session)
     quick = ["-m", "not spark and not localstack"]
-    _run(session, env, "pytest", "tests", "--ignore=tests/e2e", "--ignore=tests/faults", *quick,
-         *session.posargs)  # fmt: skip
+    _run(session, env, "pytest", "tests", "--ignore=tests/e2e", "--ignore=tests/faults",
+         "--ignore=tests/ec2", *quick, *session.posargs)  # fmt: skip
 
 
 @pipeline_session
@@ -335,16 +335,31 @@ def deploy(session: nox.Session) -> None:
     """Deploy the aws environment (envs/aws/cloudformation.yaml) by CloudFormation change sets.
 
     `nox -s deploy -- --target aws` shows what would change; add `--confirm` to apply.
-    `--target localstack` runs the same deploy on a LocalStack it starts (and stops)."""
+    `--target localstack` runs the same deploy on emulated AWS, where a stand-in instance boots
+    it, then stops everything (nox -s deploy_rehearsal also runs the tests on it)."""
     env = _pipeline_env(session) | {"PIPELINE_ENV": "aws"}
     args = list(session.posargs)
     target = args.index("--target") if "--target" in args[:-1] else None
     if target is not None and args[target + 1] == "localstack":
-        # The stack runs LocalStack; orchestration/ knows nothing of it.
+        # Emulated AWS and a stand-in instance; orchestration/ knows nothing of them.
         del args[target : target + 2]
-        _run(session, env, "python", "-m", "host_stack.deploy_rehearsal", *args)
+        _run(session, env, "python", "-m", "host_stack.ec2_rehearsal", "deploy", *args)
         return
     _run(session, env, "python", "-m", "orchestration.deploy", *args)
+
+
+@pipeline_session
+def deploy_rehearsal(session: nox.Session) -> None:
+    """The EC2 deploy rehearsed offline (docs/aws.md, "First deploy"): the deploy to emulated
+    AWS on a Docker --internal network, a stand-in instance that boots it from the release, then
+    tests/e2e through a forwarded port and tests/ec2 (a roll-out keeps the history, a release
+    that does not match its digest is refused); everything is removed at the end. Needs a Docker
+    engine (nox -s docker_engine) and, without a registry, the stand-ins (nox -s docker_images).
+    `-- up` / `-- down` keep the booted instance up / remove it; other arguments go to pytest."""
+    env = _pipeline_env(session)
+    args = list(session.posargs)
+    action = args.pop(0) if args[:1] in (["up"], ["down"]) else "run"
+    _run(session, env, "python", "-m", "host_stack.ec2_rehearsal", action, *args)
 
 
 @pipeline_session
