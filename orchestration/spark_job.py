@@ -239,8 +239,14 @@ def load_emr_cluster_config(settings: Settings) -> dict[str, Any]:
 
 
 def emr_job_flow_overrides(job: SparkJob, settings: Settings) -> dict[str, Any]:
-    """RunJobFlow arguments for the job's cluster: the cluster config plus a per-run name."""
-    return {"Name": f"builditall-{job.name}-{{{{ ds }}}}", **load_emr_cluster_config(settings)}
+    """RunJobFlow arguments for the job's cluster: the cluster config plus a per-run name, and
+    tags naming the DAG run and job, by which the teardown finds the cluster without XCom."""
+    from orchestration.emr_teardown import run_cluster_tags
+
+    config = load_emr_cluster_config(settings)
+    run_tags = [{"Key": key, "Value": value} for key, value in run_cluster_tags(job.name).items()]
+    config["Tags"] = [*config.get("Tags", []), *run_tags]
+    return {"Name": f"builditall-{job.name}-{{{{ ds }}}}", **config}
 
 
 def emr_spark_steps(job: SparkJob, settings: Settings) -> list[dict[str, Any]]:
@@ -275,9 +281,10 @@ def _emr_tasks(job: SparkJob, settings: Settings, *, deferrable: bool) -> None:
         EmrAddStepsOperator,
         EmrCreateJobFlowOperator,
     )
+    from airflow.sdk import TriggerRule
 
     from orchestration.emr_step_logs import EmrStepSensorWithLogs
-    from orchestration.emr_teardown import EmrTerminateClusterOperator
+    from orchestration.emr_teardown import EmrTerminateClusterOperator, run_cluster_tags
 
     create_cluster = EmrCreateJobFlowOperator(
         task_id="create_cluster",
@@ -314,6 +321,9 @@ def _emr_tasks(job: SparkJob, settings: Settings, *, deferrable: bool) -> None:
     terminate_cluster = EmrTerminateClusterOperator(
         task_id="terminate_cluster",
         job_flow_id=create_cluster.output,
+        # Also the run's clusters that XCom does not know (create_cluster failed after
+        # RunJobFlow, or a retry of it started another).
+        cluster_tags=run_cluster_tags(job.name),
         aws_conn_id=AWS_CONN_ID,
         deferrable=deferrable,
         waiter_delay=settings.emr_termination_poll_seconds,
@@ -324,4 +334,8 @@ def _emr_tasks(job: SparkJob, settings: Settings, *, deferrable: bool) -> None:
     # Keep on_failure_fail_dagrun False: True would make this teardown the run's only leaf, and a
     # failed step would then end in a successful run. AutoTerminationPolicy is the safety net.
     terminate_cluster.as_teardown(setups=create_cluster)
+    # as_teardown's all_done_setup_success skips the teardown when create_cluster failed, and a
+    # failed create_cluster may have started a cluster: run it after any outcome. With nothing
+    # tagged for the run it only lists clusters.
+    terminate_cluster.trigger_rule = TriggerRule.ALL_DONE
     chain(create_cluster, add_step, wait_for_step, terminate_cluster)

@@ -30,7 +30,12 @@ BUCKETS = ("DataBucket", "LogsBucket")
 UNSCOPED_STATEMENTS = {
     # EMR's RunJobFlow has no resource-level permissions; the statement requires our tag instead.
     ("AirflowRole", "EmrCreateTaggedClusters"): "elasticmapreduce:RunJobFlow",
+    # The teardown's search for a run's clusters by tag: a read-only list, which has neither
+    # resource-level permissions nor condition keys.
+    ("AirflowRole", "EmrListClusters"): "elasticmapreduce:ListClusters",
 }
+# Of those, the ones no Condition can narrow (the service defines no condition key for them).
+UNCONDITIONAL_ACTIONS = {"elasticmapreduce:ListClusters"}
 # AWS managed policies the roles may attach, and why (their statements are AWS's, not ours).
 MANAGED_POLICIES = {
     # The EMR service role: EC2 actions only on resources tagged
@@ -172,7 +177,7 @@ def unscoped_statements_are_known(template: dict) -> list[str]:
         allowed = UNSCOPED_STATEMENTS.get((role, sid))
         if _as_list(statement["Action"]) != [allowed]:
             findings.append(f"{role}/{sid}: Resource '*' for {statement['Action']} not justified")
-        elif not statement.get("Condition"):
+        elif not statement.get("Condition") and allowed not in UNCONDITIONAL_ACTIONS:
             findings.append(f"{role}/{sid}: Resource '*' without a Condition")
     return findings
 
@@ -371,6 +376,13 @@ BROKEN = [
         "AirflowRole/EmrCreateTaggedClusters: Resource '*' without a Condition",
     ),
     (
+        unscoped_statements_are_known,
+        lambda t: _statement(t, "AirflowRole", "EmrListClusters").update(
+            Action=["elasticmapreduce:ListClusters", "elasticmapreduce:TerminateJobFlows"]
+        ),
+        "AirflowRole/EmrListClusters: Resource '*'",
+    ),
+    (
         managed_policies_are_known,
         lambda t: t["Resources"]["EmrNodeRole"]["Properties"].update(
             ManagedPolicyArns=["arn:aws:iam::aws:policy/AmazonS3FullAccess"]
@@ -528,3 +540,16 @@ def test_secrets_statement_matches_the_secrets_path(template):
     statement = _statement(template, "AirflowRole", "ReadSecrets")
     assert statement["Action"] == "ssm:GetParametersByPath"
     assert statement["Resource"]["Fn::Sub"].endswith(":parameter${SecretsPath}")
+
+
+def test_airflow_may_find_and_terminate_a_runs_clusters_by_tag(template):
+    # orchestration/emr_teardown.py: ListClusters, then DescribeCluster (tags) and
+    # TerminateJobFlows of the project's clusters only.
+    assert _statement(template, "AirflowRole", "EmrListClusters")["Action"] == (
+        "elasticmapreduce:ListClusters"
+    )
+    own = _statement(template, "AirflowRole", "EmrOwnClusters")
+    assert {"elasticmapreduce:DescribeCluster", "elasticmapreduce:TerminateJobFlows"} <= set(
+        own["Action"]
+    )
+    assert own["Condition"] == {"StringEquals": {"aws:ResourceTag/project": {"Ref": "ProjectName"}}}

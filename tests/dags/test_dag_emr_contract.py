@@ -20,6 +20,7 @@ from botocore.validate import ParamValidator
 REPO_ROOT = Path(__file__).resolve().parents[2]
 JOBS = {"data_generation": "data_generator", "data_processing": "data_processor"}
 FAKE_CLUSTER_ID = "j-2AXXXXXXGAPLF"
+RUN_ID = "scheduled__2026-03-01T18:00:00+00:00"
 
 
 @pytest.fixture(scope="module")
@@ -27,14 +28,15 @@ def emr_model():
     return botocore.session.get_session().get_service_model("emr")
 
 
-def _render(node, ds: str = "2026-03-01"):
+def _render(node, ds: str = "2026-03-01", dag_id: str = "data_processing"):
     """Render Jinja the way Airflow renders nested template fields, for one logical date."""
     if isinstance(node, dict):
-        return {key: _render(value, ds) for key, value in node.items()}
+        return {key: _render(value, ds, dag_id) for key, value in node.items()}
     if isinstance(node, list):
-        return [_render(value, ds) for value in node]
+        return [_render(value, ds, dag_id) for value in node]
     if isinstance(node, str):
-        return jinja2.Template(node, undefined=jinja2.StrictUndefined).render(ds=ds)
+        template = jinja2.Template(node, undefined=jinja2.StrictUndefined)
+        return template.render(ds=ds, run_id=RUN_ID, dag={"dag_id": dag_id})
     return node
 
 
@@ -49,7 +51,18 @@ def _emr_requests(dagbag, dag_id: str) -> tuple[dict, list[dict]]:
     job = JOBS[dag_id]
     overrides = dag.get_task(f"{job}.create_cluster").job_flow_overrides
     steps = dag.get_task(f"{job}.add_step").steps
-    return _render(overrides), _render(steps)
+    return _render(overrides, dag_id=dag_id), _render(steps, dag_id=dag_id)
+
+
+@pytest.mark.parametrize("dag_id", sorted(JOBS))
+def test_every_cluster_is_tagged_with_its_run_and_the_teardown_looks_for_those_tags(dagbag, dag_id):
+    overrides, _ = _emr_requests(dagbag, dag_id)
+    tags = {tag["Key"]: tag["Value"] for tag in overrides["Tags"]}
+    run_tags = {"airflow-dag-id": dag_id, "airflow-run-id": RUN_ID, "spark-job": JOBS[dag_id]}
+    assert run_tags.items() <= tags.items()
+    teardown = dagbag("aws").dags[dag_id].get_task(f"{JOBS[dag_id]}.terminate_cluster")
+    assert "cluster_tags" in teardown.template_fields
+    assert _render(teardown.cluster_tags, dag_id=dag_id) == run_tags
 
 
 @pytest.mark.parametrize("dag_id", sorted(JOBS))

@@ -148,6 +148,31 @@ def test_processing_without_the_raw_day_fails_before_any_cluster(aws_dag):
     assert run.state == "failed"
     assert states["wait_for_raw_orders"] == "failed"
     assert states["data_processor.create_cluster"] == "upstream_failed"
-    # No cluster was created, so its teardown has nothing to terminate.
-    assert states["data_processor.terminate_cluster"] in {"skipped", "upstream_failed"}
+    # No cluster was created: the teardown finds none tagged for the run, and succeeds.
+    assert states["data_processor.terminate_cluster"] == "success"
     assert clusters == []
+
+
+def test_clusters_started_by_a_failed_create_cluster_are_terminated(aws_dag, monkeypatch):
+    from airflow.providers.amazon.aws.operators.emr import EmrCreateJobFlowOperator
+    from moto import mock_aws
+
+    run_job_flow = EmrCreateJobFlowOperator.execute
+
+    def started_then_failed(self, context):
+        run_job_flow(self, context)  # RunJobFlow succeeded: a cluster is starting
+        raise RuntimeError("the worker lost the task after RunJobFlow")
+
+    monkeypatch.setattr(EmrCreateJobFlowOperator, "execute", started_then_failed)
+    dag, settings = aws_dag("data_generation")
+    with mock_aws():
+        run, states = _run(dag, datetime(2026, 3, 5, 9, tzinfo=UTC))
+        clusters = _clusters(settings.aws_region)
+
+    assert run.state == "failed"
+    assert states["data_generator.create_cluster"] == "failed"
+    assert states["data_generator.terminate_cluster"] == "success"
+    # One cluster per attempt (the DAG retries create_cluster), none in XCom, none left running.
+    attempts = 1 + dag.get_task("data_generator.create_cluster").retries
+    assert len(clusters) == attempts
+    assert {cluster.state for cluster in clusters} == {"TERMINATED"}
