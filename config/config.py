@@ -74,6 +74,9 @@ _SPARK_STANDALONE_RE = re.compile(r"spark://(?P<host>[^\s:/]+):(?P<port>\d+)")
 _SPARK_LOCAL_RE = re.compile(r"local\[(\*|[1-9]\d*)(,[1-9]\d*)?\]")
 _SPARK_CONNECT_RE = re.compile(r"sc://(?P<host>[^\s:/]+):(?P<port>\d+)")
 _EMR_RELEASE_RE = re.compile(r"emr-(spark-)?\d+\.\d+\.\d+")
+_SNS_TOPIC_ARN_RE = re.compile(
+    r"arn:aws(-[a-z]+)*:sns:[a-z]{2}(-[a-z]+)+-\d+:\d{12}:[A-Za-z0-9_-]{1,256}"
+)
 _CRON_ITEM_RE = re.compile(r"(\*|[A-Za-z0-9]+(?:-[A-Za-z0-9]+)?)(?:/(\d+))?")
 _MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
 _DAYS = ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")
@@ -217,6 +220,12 @@ def _check_subnet_id(subnet_id: str) -> str:
     return subnet_id
 
 
+def _check_sns_topic_arn(arn: str) -> str:
+    if not _SNS_TOPIC_ARN_RE.fullmatch(arn):
+        raise ValueError("is not an SNS topic ARN")
+    return arn
+
+
 def _check_java_options(options: str) -> str:
     if not all(token.startswith("-") for token in options.split()):
         raise ValueError("must be JVM options, each starting with '-'")
@@ -241,6 +250,7 @@ _KEY_CHECKS = {
     "logs_prefix": _check_key_prefix,
     "emr_job_artifact_prefix": _check_key_prefix,
     "emr_subnet_id": _check_subnet_id,
+    "alerts_topic_arn": _check_sns_topic_arn,
     "generation_schedule": _check_cron,
     "processing_schedule": _check_cron,
     "aws_endpoint_url": _check_endpoint_url,
@@ -259,6 +269,7 @@ _OPTIONAL_KEYS = (
     "spark_java_options",
     "spark_connect_url",
     "emr_endpoint_url",
+    "alerts_topic_arn",
 )
 _AWS_ONLY_KEYS = ("emr_release_label", "emr_cluster_config", "emr_job_artifact_prefix")
 
@@ -390,6 +401,14 @@ class Settings(BaseSettings):
         expected="a whole number of seconds from 0 to 1800, like 300",
         ge=0,
         le=1800,
+    )
+    alerts_topic_arn: str | None = _setting(
+        None,
+        description="SNS topic that hears of every failed DAG run and failed EMR teardown "
+        "(orchestration/alerts.py); the deployed stack's, set on the Airflow instance by "
+        "envs/aws/cloudformation.yaml. Unset: failures are only in Airflow.",
+        expected="an SNS topic ARN like arn:aws:sns:us-east-1:123456789012:builditall-alerts, "
+        "or unset",
     )
     generation_schedule: str = _setting(
         description="Cron schedule of the data generation DAG.",

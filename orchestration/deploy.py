@@ -125,11 +125,19 @@ def emr_role_names(settings: Settings) -> tuple[str, str]:
 
 
 def stack_parameters(
-    settings: Settings, release_digest: str, image_id: str, *, launch: bool = True
-) -> dict[str, str]:
-    """The template's parameters, all derived from config, the cluster config and the release."""
+    settings: Settings,
+    release_digest: str,
+    image_id: str,
+    *,
+    launch: bool = True,
+    alert_email: str | None = None,
+) -> dict[str, str | None]:
+    """The template's parameters, derived from config, the cluster config and the release;
+    AlertEmail from the command line (None: keep the stack's current address, none on a new
+    stack)."""
     service_role, instance_profile = emr_role_names(settings)
     return {
+        "AlertEmail": alert_email,
         "ProjectName": PROJECT_NAME,
         "DataBucketName": settings.data_bucket,
         "LogsBucketName": settings.logs_bucket,
@@ -209,9 +217,11 @@ def replacements(changes: list[dict[str, Any]]) -> list[str]:
 
 
 def create_change_set(
-    cloudformation: Any, stack_name: str, template_body: str, parameters: Mapping[str, str]
+    cloudformation: Any, stack_name: str, template_body: str, parameters: Mapping[str, str | None]
 ) -> ChangeSetResult:
-    """Create a change set and wait for it; a change set without changes is deleted at once."""
+    """Create a change set and wait for it; a change set without changes is deleted at once.
+
+    A parameter given as None keeps the stack's previous value (its default on a new stack)."""
     status = stack_status(cloudformation, stack_name)
     if status is not None and status.endswith("_IN_PROGRESS") and status != "REVIEW_IN_PROGRESS":
         raise DeployError(
@@ -230,7 +240,13 @@ def create_change_set(
         ChangeSetName=f"deploy-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}",
         ChangeSetType=change_type,
         TemplateBody=template_body,
-        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
+        Parameters=[
+            {"ParameterKey": k, "ParameterValue": v}
+            if v is not None
+            else {"ParameterKey": k, "UsePreviousValue": True}
+            for k, v in parameters.items()
+            if v is not None or not new_stack
+        ],
         Capabilities=["CAPABILITY_NAMED_IAM"],
         Tags=[{"Key": "project", "Value": PROJECT_NAME}],
     )
@@ -471,6 +487,7 @@ def deploy(
     *,
     confirm: bool,
     stack_name: str = DEFAULT_STACK_NAME,
+    alert_email: str | None = None,
     say: Callable[[str], None] = print,
     clients: Clients | None = None,
     build_dir: Path = DIST,
@@ -505,7 +522,7 @@ def deploy(
     clients = clients or Clients.for_settings(settings)
     image_id, image_source = pinned_image_id(clients, stack_name, new_ami=new_ami)
     say(f"AMI {image_id}: {image_source}")
-    parameters = stack_parameters(settings, release.digest, image_id)
+    parameters = stack_parameters(settings, release.digest, image_id, alert_email=alert_email)
     # A first deploy makes the buckets before the instance, whose boot needs the release there.
     first = confirm and stack_status(clients.cloudformation, stack_name) in NO_STACK
     change_set = _change_set(
@@ -659,6 +676,11 @@ def main(argv: list[str] | None = None) -> int:
         help="allow a change that replaces the Airflow instance (its data volume is kept)",
     )
     parser.add_argument(
+        "--alert-email",
+        help="subscribe this address to the stack's failure alerts ('' removes it; unset keeps "
+        "the current one)",
+    )
+    parser.add_argument(
         "--e2e-target",
         action="store_true",
         help="print, as JSON, what `nox -s e2e_aws` needs or why it must skip",
@@ -678,6 +700,7 @@ def main(argv: list[str] | None = None) -> int:
             new_ami=args.new_ami,
             replace_instance=args.replace_instance,
             wait=not args.no_wait,
+            alert_email=args.alert_email,
         )
     except (DeployError, ConfigError) as exc:
         print(f"deploy failed: {exc}", file=sys.stderr)

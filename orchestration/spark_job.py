@@ -30,6 +30,7 @@ import pendulum
 from airflow.sdk import TaskGroup, chain
 
 from orchestration.airflow_env import AWS_CONN_ID, SPARK_CONN_ID
+from orchestration.alerts import run_failed_alert, teardown_failed_alert
 from orchestration.artifact import PY_FILES_NAME, build_job_artifact
 from spark_jobs.common.layout import raw_success_path
 
@@ -114,6 +115,8 @@ def common_dag_args(settings: Settings) -> dict[str, Any]:
             "retry_delay": timedelta(seconds=settings.task_retry_delay_seconds),
         },
         "dagrun_timeout": DAGRUN_TIMEOUT,
+        # One message to ALERTS_TOPIC_ARN when a run fails (orchestration/alerts.py).
+        "on_failure_callback": run_failed_alert(settings),
     }
 
 
@@ -324,6 +327,8 @@ def _emr_tasks(job: SparkJob, settings: Settings, *, deferrable: bool) -> None:
         # Also the run's clusters that XCom does not know (create_cluster failed after
         # RunJobFlow, or a retry of it started another).
         cluster_tags=run_cluster_tags(job.name),
+        # A failed teardown does not fail the run, and may leave a cluster running: say so.
+        on_failure_callback=teardown_failed_alert(settings),
         aws_conn_id=AWS_CONN_ID,
         deferrable=deferrable,
         waiter_delay=settings.emr_termination_poll_seconds,

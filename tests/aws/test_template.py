@@ -283,6 +283,29 @@ def instance_boot_is_awaited_and_its_data_kept(template: dict) -> list[str]:
     return findings
 
 
+def alerts_publish_only_to_the_topic(template: dict) -> list[str]:
+    """Only the Airflow role may publish, and only to the stack's alerts topic."""
+    findings = []
+    for role, statement in _policy_statements(template):
+        actions = _as_list(statement["Action"])
+        if statement["Effect"] != "Allow" or not any(a.startswith("sns:") for a in actions):
+            continue
+        sid = statement.get("Sid", "?")
+        if role != "AirflowRole" or actions != ["sns:Publish"]:
+            findings.append(f"{role}/{sid}: {actions} (only AirflowRole may sns:Publish)")
+        if _as_list(statement["Resource"]) != [{"Ref": "AlertsTopic"}]:
+            findings.append(f"{role}/{sid}: publishes to {json.dumps(statement['Resource'])}")
+    if not any(
+        role == "AirflowRole" and _as_list(s["Action"]) == ["sns:Publish"]
+        for role, s in _policy_statements(template)
+    ):
+        findings.append("AirflowRole: may not publish to AlertsTopic")
+    findings += [
+        f"{name}: a topic policy" for name, _ in _resources(template, "AWS::SNS::TopicPolicy")
+    ]
+    return findings
+
+
 RULES: list[Callable[[dict], list[str]]] = [
     buckets_encrypted,
     buckets_block_public_access,
@@ -296,6 +319,7 @@ RULES: list[Callable[[dict], list[str]]] = [
     no_inbound_rules,
     instance_managed_by_ssm_only,
     instance_boot_is_awaited_and_its_data_kept,
+    alerts_publish_only_to_the_topic,
 ]
 
 
@@ -314,6 +338,23 @@ def _statement(template: dict, role: str, sid: str) -> dict:
 
 # (rule, how to break the template, the finding the rule must report)
 BROKEN = [
+    (
+        alerts_publish_only_to_the_topic,
+        lambda t: _statement(t, "AirflowRole", "PublishAlerts").update(Resource="*"),
+        'AirflowRole/PublishAlerts: publishes to "*"',
+    ),
+    (
+        alerts_publish_only_to_the_topic,
+        lambda t: _statement(t, "AirflowRole", "PublishAlerts").update(Action="sns:*"),
+        "AirflowRole/PublishAlerts: ['sns:*']",
+    ),
+    (
+        alerts_publish_only_to_the_topic,
+        lambda t: t["Resources"]["AirflowRole"]["Properties"]["Policies"][0]["PolicyDocument"][
+            "Statement"
+        ].remove(_statement(t, "AirflowRole", "PublishAlerts")),
+        "AirflowRole: may not publish to AlertsTopic",
+    ),
     (
         buckets_encrypted,
         lambda t: t["Resources"]["DataBucket"]["Properties"].pop("BucketEncryption"),
@@ -502,7 +543,8 @@ def test_deploy_fills_every_required_parameter(template, aws_settings):
     assert required <= set(parameters) <= set(declared)
     for name, value in parameters.items():
         pattern = declared[name].get("AllowedPattern")
-        assert pattern is None or re.fullmatch(pattern, value), (name, value, pattern)
+        if value is not None:  # None: the stack's previous value (create_change_set)
+            assert pattern is None or re.fullmatch(pattern, value), (name, value, pattern)
     assert parameters["DataBucketName"] == aws_settings.data_bucket
     assert parameters["LogsBucketName"] == aws_settings.logs_bucket
     assert parameters["SecretsPath"] == declared["SecretsPath"]["Default"] == deploy.SECRETS_PATH
@@ -553,3 +595,43 @@ def test_airflow_may_find_and_terminate_a_runs_clusters_by_tag(template):
         own["Action"]
     )
     assert own["Condition"] == {"StringEquals": {"aws:ResourceTag/project": {"Ref": "ProjectName"}}}
+
+
+# --- alerts ----------------------------------------------------------------------------------
+
+
+def test_the_alert_email_is_optional_and_subscribed_only_when_given(template, aws_settings):
+    spec = template["Parameters"]["AlertEmail"]
+    assert spec["Default"] == ""
+    for good in ("", "oncall@example.com"):
+        assert re.fullmatch(spec["AllowedPattern"], good), good
+    for bad in ("oncall", "on call@example.com", "a@b"):
+        assert not re.fullmatch(spec["AllowedPattern"], bad), bad
+    assert template["Conditions"]["HasAlertEmail"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "AlertEmail"}, ""]}]
+    }
+    (subscription,) = (r for _, r in _resources(template, "AWS::SNS::Subscription"))
+    assert subscription["Condition"] == "HasAlertEmail"
+    assert subscription["Properties"] == {
+        "TopicArn": {"Ref": "AlertsTopic"},
+        "Protocol": "email",
+        "Endpoint": {"Ref": "AlertEmail"},
+    }
+    # Unset on the command line: the stack keeps its address (UsePreviousValue), none when new.
+    assert (
+        deploy.stack_parameters(aws_settings, "0" * 64, "ami-0123456789abcdef0")["AlertEmail"]
+        is None
+    )
+
+
+def test_the_instance_learns_the_topic_as_alerts_topic_arn(template):
+    from config.config import KEYS
+
+    parameter = template["Resources"]["AlertsTopicArnParameter"]["Properties"]
+    # The boot script writes every parameter below SecretsPath into .env as <basename>=value.
+    assert parameter["Name"] == {"Fn::Sub": "${SecretsPath}/ALERTS_TOPIC_ARN"}
+    assert parameter["Value"] == {"Ref": "AlertsTopic"}
+    assert "ALERTS_TOPIC_ARN" in KEYS
+    assert "aws ssm get-parameters-by-path --path ${SecretsPath}" in _user_data(template)
+    compose = (REPO_ROOT / "docker-compose.yml").read_text()
+    assert "ALERTS_TOPIC_ARN: ${ALERTS_TOPIC_ARN:-}" in compose

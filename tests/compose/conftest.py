@@ -39,6 +39,7 @@ STACK_SETTINGS = {
     "DATA_BUCKET": "acme-data",
     "LOGS_BUCKET": "acme-logs",
     "EMR_SUBNET_ID": "subnet-0123456789abcdef0",  # pragma: allowlist secret
+    "ALERTS_TOPIC_ARN": "arn:aws:sns:eu-west-1:123456789012:acme-alerts",
 }
 # Recognisable fake values, one per secret, so a test can find every place each one lands.
 FAKE_SECRETS = {key: f"fake-{key.lower().replace('_', '-')}-0123" for key in SECRET_KEYS}

@@ -176,3 +176,30 @@ def test_processing_waits_for_the_generators_success_marker(dagbag, use_env):
         assert sensor.mode == "reschedule" or sensor.deferrable
         assert 0 < sensor.timeout <= timedelta(hours=12).total_seconds()
         assert sensor.aws_conn_id == "aws_default"
+
+
+TOPIC = "arn:aws:sns:us-east-1:123456789012:builditall-alerts"
+
+
+@pytest.mark.parametrize("env", ENVS)
+@pytest.mark.parametrize("dag_id", sorted(DAGS))
+def test_a_failed_run_and_a_failed_teardown_alert_the_configured_topic(dagbag, env, dag_id):
+    from orchestration.alerts import RUN_FAILED, TEARDOWN_FAILED, FailureAlert
+
+    dag = dagbag(env, ALERTS_TOPIC_ARN=TOPIC).dags[dag_id]
+    assert dag.on_failure_callback == FailureAlert(TOPIC, dag_logs_uri(env), RUN_FAILED)
+    if env == "aws":
+        job = next(iter(AWS_EDGES[dag_id]))[1].split(".")[0]
+        teardown = dag.get_task(f"{job}.terminate_cluster")
+        assert teardown.on_failure_callback == [
+            FailureAlert(TOPIC, dag_logs_uri(env), TEARDOWN_FAILED)
+        ]
+    # Only the teardown: any other task's failure fails the run, which alerts once.
+    others = [t for t in dag.tasks if not t.is_teardown]
+    assert all(not t.on_failure_callback for t in others)
+
+
+def dag_logs_uri(env: str) -> str:
+    from config.config import load_settings
+
+    return load_settings(env, environ={}).logs_uri

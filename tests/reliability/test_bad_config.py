@@ -42,6 +42,7 @@ MALFORMED = {
     "SPARK_CONNECT_URL": ("spark://127.0.0.1:15002", "not a Spark Connect URL"),
     "EMR_ENDPOINT_URL": ("localhost:4570", "http:// or https:// URL"),
     "EMR_SUBNET_ID": ("subnet-xyz", "not an EC2 subnet id"),
+    "ALERTS_TOPIC_ARN": ("arn:aws:sns:us-east-1:alerts", "not an SNS topic ARN"),
     "EMR_STEP_POLL_SECONDS": ("0", "greater than or equal to 1"),
     "EMR_TERMINATION_POLL_SECONDS": ("601", "less than or equal to 600"),
     "EMR_STEP_TIMEOUT_SECONDS": ("30", "greater than or equal to 60"),

@@ -146,6 +146,14 @@ def test_empty_spark_connect_url_means_each_job_starts_its_own_driver() -> None:
     assert settings.spark_job_env() == {}
 
 
+def test_alerts_topic_arn_is_read_and_empty_means_unset() -> None:
+    arn = "arn:aws:sns:eu-west-1:123456789012:builditall-alerts"
+    assert load_settings("aws", environ={"ALERTS_TOPIC_ARN": arn}).alerts_topic_arn == arn
+    # docker-compose.yml passes ${ALERTS_TOPIC_ARN:-}: empty when the stack set none.
+    assert load_settings("aws", environ={"ALERTS_TOPIC_ARN": ""}).alerts_topic_arn is None
+    assert load_settings("local", environ={}).alerts_topic_arn is None
+
+
 def test_empty_emr_subnet_in_environment_means_unset() -> None:
     # docker-compose.yml passes ${EMR_SUBNET_ID:-}: empty when the instance's .env lacks it.
     settings = load_settings("aws", environ={"EMR_SUBNET_ID": ""})
@@ -367,6 +375,8 @@ def test_malformed_value_from_environment(key: str, value: str, reason: str, exp
         ("EMR_CLUSTER_CONFIG", "emr_cluster.yaml", "a .json path relative to envs/<env>/"),
         ("EMR_JOB_ARTIFACT_PREFIX", "artifacts//jobs", "a key prefix like artifacts/spark_jobs"),
         ("EMR_SUBNET_ID", "sn-0123abcd", "an EC2 subnet id like subnet-0123456789abcdef0"),
+        ("ALERTS_TOPIC_ARN", "builditall-alerts", "an SNS topic ARN like arn:aws:sns:"),
+        ("ALERTS_TOPIC_ARN", "arn:aws:sqs:us-east-1:123456789012:alerts", "an SNS topic ARN"),
     ],
 )
 def test_malformed_emr_value(key: str, value: str, expected: str) -> None:
