@@ -28,6 +28,9 @@ PYTHON_VERSION = (3, 11)
 PYTHON = "3.11"
 LOCK = ("requirements.txt", "requirements-dev.txt")
 LOCALSTACK_LOCK = ROOT / "envs/local/localstack-requirements.txt"
+# The EMR bootstrap's hashed subset of requirements.txt (orchestration/artifact.py) and its input.
+EMR_LOCK_IN = ROOT / "envs/aws/bootstrap/requirements-emr.in"
+EMR_LOCK = ROOT / "envs/aws/bootstrap/requirements-emr.txt"
 LOCALSTACK_VENV = ROOT / ".nox/_localstack"
 PIPELINE_VENV = ROOT / ".nox/_pipeline"
 # Part of each virtualenv's stamp: bump it when _venv builds differently, so existing ones rebuild.
@@ -432,6 +435,13 @@ def lock(session: nox.Session) -> None:
     session.run(
         uv, *common, "requirements-docker.in", "-o", "requirements-docker.txt", external=True
     )
+    # The EMR bootstrap's subset of requirements.txt, with hashes (pip --require-hashes).
+    session.run(sys.executable, "-m", "orchestration.artifact", "--write-emr-lock-input",
+                str(EMR_LOCK_IN), external=True)  # fmt: skip
+    session.run(
+        uv, "pip", "compile", "--universal", "--python-version", PYTHON, "--generate-hashes",
+        str(EMR_LOCK_IN.relative_to(ROOT)), "-o", str(EMR_LOCK.relative_to(ROOT)), external=True,
+    )  # fmt: skip
     session.run(
         uv, "pip", "compile", "--python-version", "3.13", "--exclude-newer", "2026-03-24",
         "envs/local/localstack-requirements.in", "-o", str(LOCALSTACK_LOCK.relative_to(ROOT)),

@@ -5,8 +5,10 @@ EMR, and built into a temporary directory by the local DAG before each SparkSubm
 
     spark_jobs.zip                     the spark_jobs package incl. schemas/*.json (--py-files)
     data_generator.py, ...             one entry file per job (spark-submit's application)
-    requirements-emr.txt               the jobs' runtime dependencies, pinned from requirements.txt
-    bootstrap/install_job_deps.sh      EMR bootstrap action that pip-installs requirements-emr.txt
+    requirements-emr.txt               the jobs' runtime dependencies with their hashes:
+                                       envs/aws/bootstrap/requirements-emr.txt, the subset of
+                                       requirements.txt that `nox -s lock` hashes
+    bootstrap/install_job_deps.sh      EMR bootstrap action: pip install --require-hashes of it
 
 Build: `python -m orchestration.artifact --out dist/spark_jobs` (nox -s build_jobs);
 add `--upload` to put it in the data bucket of the active environment (PIPELINE_ENV).
@@ -28,6 +30,9 @@ from spark_jobs.common.package import zip_package
 REPO_ROOT = Path(__file__).resolve().parents[1]
 JOBS_PACKAGE_DIR = REPO_ROOT / "spark_jobs"
 LOCK_FILE = REPO_ROOT / "requirements.txt"
+# The jobs' runtime subset of LOCK_FILE with --hash lines (`nox -s lock` writes it from
+# `runtime_requirements`); the bootstrap installs it with pip's --require-hashes.
+EMR_LOCK_FILE = REPO_ROOT / "envs" / "aws" / "bootstrap" / "requirements-emr.txt"
 BOOTSTRAP_SOURCE = REPO_ROOT / "envs" / "aws" / "bootstrap" / "install_job_deps.sh"
 
 # Third-party distributions the jobs import at runtime (EMR and the local Spark provide pyspark).
@@ -102,11 +107,40 @@ def runtime_requirements(lock_text: str, roots: Iterable[str] = JOB_RUNTIME_DEPS
     return [line for name in sorted(closure) for line in lines_by_name[name]]
 
 
+def hashed_pins(hashed_lock_text: str) -> list[str]:
+    """The requirement lines of a `--generate-hashes` lock, without their hashes and the line
+    continuations: comparable with `runtime_requirements`."""
+    return [
+        line.rstrip("\\").strip()
+        for line in hashed_lock_text.splitlines()
+        if line and not line[0].isspace() and not line.startswith("#")
+    ]
+
+
+def emr_requirements(lock_file: Path = LOCK_FILE, emr_lock_file: Path = EMR_LOCK_FILE) -> str:
+    """The hashed requirements the EMR bootstrap installs; ValueError when they are not the
+    lock's subset any more (requirements.txt changed, the hashed one was not regenerated)."""
+    wanted = runtime_requirements(lock_file.read_text())
+    try:
+        text = emr_lock_file.read_text()
+    except FileNotFoundError:
+        raise ValueError(f"{emr_lock_file} is missing; run `nox -s lock` to write it") from None
+    if hashed_pins(text) != wanted:
+        raise ValueError(
+            f"{emr_lock_file.name} pins {hashed_pins(text)}, but {lock_file.name} gives the jobs "
+            f"{wanted}; run `nox -s lock` to regenerate it with its hashes"
+        )
+    if text.count("--hash=sha256:") < len(wanted):
+        raise ValueError(f"{emr_lock_file} lacks hashes; run `nox -s lock` to regenerate it")
+    return text
+
+
 def build_job_artifact(
     out_dir: str | Path,
     *,
     package_dir: Path = JOBS_PACKAGE_DIR,
     lock_file: Path = LOCK_FILE,
+    emr_lock_file: Path = EMR_LOCK_FILE,
     bootstrap_source: Path = BOOTSTRAP_SOURCE,
 ) -> JobArtifact:
     """Write the artifact into out_dir (created; previous artifact files replaced)."""
@@ -124,9 +158,7 @@ def build_job_artifact(
         entry_points[script.name] = root / script.name
         shutil.copyfile(script, entry_points[script.name])
     requirements = root / REQUIREMENTS_NAME
-    pins = runtime_requirements(lock_file.read_text())
-    header = f"# Spark jobs' runtime dependencies, generated from {lock_file.name}; do not edit.\n"
-    requirements.write_text(header + "\n".join(pins) + "\n")
+    requirements.write_text(emr_requirements(lock_file, emr_lock_file))
     bootstrap = root / BOOTSTRAP_NAME
     bootstrap.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(bootstrap_source, bootstrap)
@@ -155,7 +187,19 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also upload to s3://<DATA_BUCKET>/<EMR_JOB_ARTIFACT_PREFIX>/ of PIPELINE_ENV",
     )
+    parser.add_argument(
+        "--write-emr-lock-input",
+        metavar="PATH",
+        help="write the jobs' pins from requirements.txt to PATH (nox -s lock hashes them)",
+    )
     args = parser.parse_args(argv)
+    if args.write_emr_lock_input:
+        header = (
+            f"# The Spark jobs' runtime pins from {LOCK_FILE.name} (nox -s lock); do not edit.\n"
+        )
+        pins = runtime_requirements(LOCK_FILE.read_text())
+        Path(args.write_emr_lock_input).write_text(header + "\n".join(pins) + "\n")
+        return 0
     artifact = build_job_artifact(args.out)
     for relative in artifact.relative_files():
         print(artifact.root / relative)

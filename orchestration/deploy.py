@@ -25,6 +25,7 @@ import argparse
 import hashlib
 import json
 import os
+import string
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -124,6 +125,19 @@ def emr_role_names(settings: Settings) -> tuple[str, str]:
         ) from None
 
 
+def emr_logs_prefix(settings: Settings) -> str:
+    """The key prefix of the cluster config's LogUri in the logs bucket (emr for s3://b/emr/)."""
+    written = emr_cluster_config(settings)["LogUri"]
+    log_uri = string.Template(written).safe_substitute(logs_bucket=settings.logs_bucket)
+    expected = f"s3://{settings.logs_bucket}/"
+    if not log_uri.startswith(expected) or not log_uri.removeprefix(expected).strip("/"):
+        raise DeployError(
+            f"LogUri {log_uri!r} of {settings.emr_cluster_config_path} is not below {expected}; "
+            "the node role may write EMR logs only to a prefix of LOGS_BUCKET"
+        )
+    return log_uri.removeprefix(expected).strip("/")
+
+
 def stack_parameters(
     settings: Settings,
     release_digest: str,
@@ -141,6 +155,11 @@ def stack_parameters(
         "ProjectName": PROJECT_NAME,
         "DataBucketName": settings.data_bucket,
         "LogsBucketName": settings.logs_bucket,
+        "RawPrefix": settings.raw_prefix,
+        "ProcessedPrefix": settings.processed_prefix,
+        "ArtifactPrefix": settings.emr_job_artifact_prefix,
+        "LogsPrefix": settings.logs_prefix,
+        "EmrLogsPrefix": emr_logs_prefix(settings),
         "EmrServiceRoleName": service_role,
         "EmrInstanceProfileName": instance_profile,
         "ReleaseDigest": release_digest,

@@ -33,17 +33,44 @@ UNSCOPED_STATEMENTS = {
     # The teardown's search for a run's clusters by tag: a read-only list, which has neither
     # resource-level permissions nor condition keys.
     ("AirflowRole", "EmrListClusters"): "elasticmapreduce:ListClusters",
+    # The SSM agent's registration and channels (Session Manager, port forwarding): no resource
+    # ARNs. In place of AmazonSSMManagedInstanceCore, whose ssm:GetParameter(s) on "*" would
+    # let any task read every parameter in the account.
+    ("AirflowRole", "SessionManagerAgent"): (
+        "ssm:UpdateInstanceInformation",
+        "ssmmessages:CreateControlChannel",
+        "ssmmessages:CreateDataChannel",
+        "ssmmessages:OpenControlChannel",
+        "ssmmessages:OpenDataChannel",
+        "ec2messages:AcknowledgeMessage",
+        "ec2messages:DeleteMessage",
+        "ec2messages:FailMessage",
+        "ec2messages:GetEndpoint",
+        "ec2messages:GetMessages",
+        "ec2messages:SendReply",
+    ),
 }
-# Of those, the ones no Condition can narrow (the service defines no condition key for them).
-UNCONDITIONAL_ACTIONS = {"elasticmapreduce:ListClusters"}
+# Of those, the statements no Condition can narrow (the services define no useful key for them).
+UNCONDITIONAL_STATEMENTS = {
+    ("AirflowRole", "EmrListClusters"),
+    ("AirflowRole", "SessionManagerAgent"),
+}
+SSM_AGENT_STATEMENT = ("AirflowRole", "SessionManagerAgent")
+# The only prefixes each role may delete or overwrite objects in (template parameters).
+WRITABLE_PREFIXES = {
+    "AirflowRole": {"${LogsBucket.Arn}/${LogsPrefix}/*"},
+    "EmrNodeRole": {
+        "${DataBucket.Arn}/${RawPrefix}/*",
+        "${DataBucket.Arn}/${ProcessedPrefix}/*",
+        "${LogsBucket.Arn}/${EmrLogsPrefix}/*",
+    },
+}
+S3_WRITES = ("s3:PutObject", "s3:DeleteObject", "s3:DeleteObjectVersion", "s3:PutObjectAcl")
 # AWS managed policies the roles may attach, and why (their statements are AWS's, not ours).
 MANAGED_POLICIES = {
     # The EMR service role: EC2 actions only on resources tagged
     # for-use-with-amazon-emr-managed-policies=true; EMR cannot launch clusters without them.
     "AmazonEMRServicePolicy_v2": "EmrServiceRole",
-    # The Airflow host: SSM agent registration, Session Manager and port forwarding (ssm:*,
-    # ssmmessages:*, ec2messages:* on "*": the agent's channels have no resource ARNs).
-    "AmazonSSMManagedInstanceCore": "AirflowRole",
 }
 
 
@@ -175,9 +202,10 @@ def unscoped_statements_are_known(template: dict) -> list[str]:
             continue
         sid = statement.get("Sid", "?")
         allowed = UNSCOPED_STATEMENTS.get((role, sid))
-        if _as_list(statement["Action"]) != [allowed]:
+        allowed = list(allowed) if isinstance(allowed, tuple) else [allowed]
+        if _as_list(statement["Action"]) != allowed:
             findings.append(f"{role}/{sid}: Resource '*' for {statement['Action']} not justified")
-        elif not statement.get("Condition") and allowed not in UNCONDITIONAL_ACTIONS:
+        elif not statement.get("Condition") and (role, sid) not in UNCONDITIONAL_STATEMENTS:
             findings.append(f"{role}/{sid}: Resource '*' without a Condition")
     return findings
 
@@ -219,11 +247,14 @@ def no_inbound_rules(template: dict) -> list[str]:
 
 def instance_managed_by_ssm_only(template: dict) -> list[str]:
     findings = []
+    role_name, sid = SSM_AGENT_STATEMENT
+    agent_actions = list(UNSCOPED_STATEMENTS[SSM_AGENT_STATEMENT])
     ssm_roles = {
-        name
-        for name, role in _resources(template, "AWS::IAM::Role")
-        if "AmazonSSMManagedInstanceCore" in json.dumps(role["Properties"].get("ManagedPolicyArns"))
-    }
+        role
+        for role, statement in _policy_statements(template)
+        if role == role_name and statement.get("Sid") == sid
+        and _as_list(statement["Action"]) == agent_actions
+    }  # fmt: skip
     for name, instance in _resources(template, "AWS::EC2::Instance"):
         props = instance["Properties"]
         profile = next(
@@ -237,9 +268,7 @@ def instance_managed_by_ssm_only(template: dict) -> list[str]:
         if profile is None or not any(
             _refers_to(profile["Properties"]["Roles"], role) for role in ssm_roles
         ):
-            findings.append(
-                f"{name}: its instance profile's role lacks AmazonSSMManagedInstanceCore"
-            )
+            findings.append(f"{name}: its instance profile's role lacks the SSM agent's actions")
         if "KeyName" in props:
             findings.append(f"{name}: has an SSH key pair (access is through SSM only)")
         if props.get("MetadataOptions", {}).get("HttpTokens") != "required":
@@ -306,6 +335,37 @@ def alerts_publish_only_to_the_topic(template: dict) -> list[str]:
     return findings
 
 
+def parameters_readable_only_under_the_secrets_path(template: dict) -> list[str]:
+    """No role may read SSM parameters outside SecretsPath (the instance's own secrets)."""
+    findings = []
+    for role, statement in _policy_statements(template):
+        actions = _as_list(statement["Action"])
+        reads = [a for a in actions if a in ("*", "ssm:*") or a.startswith("ssm:GetParameter")]
+        if statement["Effect"] != "Allow" or not reads:
+            continue
+        for resource in _as_list(statement["Resource"]):
+            text = json.dumps(resource)
+            if not re.search(r":parameter\$\{SecretsPath\}(/\*)?\"", text):
+                findings.append(f"{role}/{statement.get('Sid', '?')}: {reads} on {text}")
+    return findings
+
+
+def writes_only_where_each_role_must(template: dict) -> list[str]:
+    """Object writes and deletes only under WRITABLE_PREFIXES (never releases/ or artifacts/)."""
+    findings = []
+    for role, statement in _policy_statements(template):
+        actions = _as_list(statement["Action"])
+        if statement["Effect"] != "Allow" or not any(a in S3_WRITES for a in actions):
+            continue
+        allowed = WRITABLE_PREFIXES.get(role, set())
+        for resource in _as_list(statement["Resource"]):
+            text = resource.get("Fn::Sub") if isinstance(resource, dict) else resource
+            if text not in allowed:
+                sid = statement.get("Sid", "?")
+                findings.append(f"{role}/{sid}: writes or deletes {json.dumps(resource)}")
+    return findings
+
+
 RULES: list[Callable[[dict], list[str]]] = [
     buckets_encrypted,
     buckets_block_public_access,
@@ -320,6 +380,8 @@ RULES: list[Callable[[dict], list[str]]] = [
     instance_managed_by_ssm_only,
     instance_boot_is_awaited_and_its_data_kept,
     alerts_publish_only_to_the_topic,
+    parameters_readable_only_under_the_secrets_path,
+    writes_only_where_each_role_must,
 ]
 
 
@@ -391,8 +453,8 @@ BROKEN = [
     ),
     (
         s3_statements_scoped_to_project_buckets,
-        lambda t: _statement(t, "EmrNodeRole", "DataBucketObjects").update(Resource="*"),
-        'EmrNodeRole/DataBucketObjects: S3 on "*", not a project bucket',
+        lambda t: _statement(t, "EmrNodeRole", "DataBucketWrite").update(Resource="*"),
+        'EmrNodeRole/DataBucketWrite: S3 on "*", not a project bucket',
     ),
     (
         s3_statements_scoped_to_project_buckets,
@@ -456,8 +518,59 @@ BROKEN = [
     ),
     (
         instance_managed_by_ssm_only,
-        lambda t: t["Resources"]["AirflowRole"]["Properties"].pop("ManagedPolicyArns"),
-        "AirflowInstance: its instance profile's role lacks AmazonSSMManagedInstanceCore",
+        lambda t: _statement(t, "AirflowRole", "SessionManagerAgent").update(
+            Action=["ssm:UpdateInstanceInformation"]
+        ),
+        "AirflowInstance: its instance profile's role lacks the SSM agent's actions",
+    ),
+    (
+        managed_policies_are_known,
+        lambda t: t["Resources"]["AirflowRole"]["Properties"].update(
+            ManagedPolicyArns=["arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"]
+        ),
+        "AirflowRole: managed policy AmazonSSMManagedInstanceCore",
+    ),
+    (
+        unscoped_statements_are_known,
+        lambda t: _statement(t, "AirflowRole", "SessionManagerAgent")["Action"].append(
+            "ssm:GetParameters"
+        ),
+        "AirflowRole/SessionManagerAgent: Resource '*'",
+    ),
+    (
+        parameters_readable_only_under_the_secrets_path,
+        lambda t: _statement(t, "AirflowRole", "SessionManagerAgent")["Action"].append(
+            "ssm:GetParameter"
+        ),
+        "AirflowRole/SessionManagerAgent: ['ssm:GetParameter'] on \"*\"",
+    ),
+    (
+        parameters_readable_only_under_the_secrets_path,
+        lambda t: _statement(t, "AirflowRole", "ReadSecrets").update(
+            Resource={"Fn::Sub": "arn:aws:ssm:us-east-1:123456789012:parameter/*"}
+        ),
+        "AirflowRole/ReadSecrets: ['ssm:GetParametersByPath']",
+    ),
+    (
+        writes_only_where_each_role_must,
+        lambda t: _statement(t, "AirflowRole", "LogsObjects").update(
+            Resource={"Fn::Sub": "${LogsBucket.Arn}/*"}
+        ),
+        "AirflowRole/LogsObjects: writes or deletes",
+    ),
+    (
+        writes_only_where_each_role_must,
+        lambda t: _statement(t, "EmrNodeRole", "DataBucketWrite")["Resource"].append(
+            {"Fn::Sub": "${DataBucket.Arn}/releases/*"}
+        ),
+        "EmrNodeRole/DataBucketWrite: writes or deletes",
+    ),
+    (
+        writes_only_where_each_role_must,
+        lambda t: _statement(t, "EmrNodeRole", "DataBucketWrite")["Resource"].append(
+            {"Fn::Sub": "${DataBucket.Arn}/${ArtifactPrefix}/*"}
+        ),
+        "EmrNodeRole/DataBucketWrite: writes or deletes",
     ),
     (
         instance_managed_by_ssm_only,
@@ -635,3 +748,28 @@ def test_the_instance_learns_the_topic_as_alerts_topic_arn(template):
     assert "aws ssm get-parameters-by-path --path ${SecretsPath}" in _user_data(template)
     compose = (REPO_ROOT / "docker-compose.yml").read_text()
     assert "ALERTS_TOPIC_ARN: ${ALERTS_TOPIC_ARN:-}" in compose
+
+
+def test_scoped_prefixes_are_the_ones_config_and_the_cluster_config_use(template, aws_settings):
+    parameters = deploy.stack_parameters(aws_settings, "releases/0123456789ab.tar.gz")
+    assert parameters["RawPrefix"] == aws_settings.raw_prefix
+    assert parameters["ProcessedPrefix"] == aws_settings.processed_prefix
+    assert parameters["ArtifactPrefix"] == aws_settings.emr_job_artifact_prefix
+    assert parameters["LogsPrefix"] == aws_settings.logs_prefix
+    log_uri = deploy.emr_cluster_config(aws_settings)["LogUri"]
+    assert log_uri == "s3://${logs_bucket}/" + parameters["EmrLogsPrefix"] + "/"
+    for name in ("RawPrefix", "ProcessedPrefix", "ArtifactPrefix", "LogsPrefix", "EmrLogsPrefix"):
+        assert template["Parameters"][name]["Default"] == parameters[name], name
+    # Airflow's remote log folder in docker-compose.yml is the prefix the role may write.
+    compose = (REPO_ROOT / "docker-compose.yml").read_text()
+    assert f"s3://${{LOGS_BUCKET:-builditall-logs}}/{parameters['LogsPrefix']}" in compose
+
+
+def test_emr_nodes_read_their_code_but_not_the_releases(template):
+    read = _statement(template, "EmrNodeRole", "DataBucketRead")
+    assert read["Action"] == "s3:GetObject"
+    assert [r["Fn::Sub"] for r in read["Resource"]] == [
+        "${DataBucket.Arn}/${ArtifactPrefix}/*",
+        "${DataBucket.Arn}/${RawPrefix}/*",
+        "${DataBucket.Arn}/${ProcessedPrefix}/*",
+    ]

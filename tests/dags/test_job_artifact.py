@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import importlib.metadata
+import re
 import subprocess
 import sys
 import zipfile
@@ -78,11 +79,9 @@ def test_jobs_import_their_package_from_the_zip_alone(artifact, tmp_path):
 
 
 def test_requirements_are_pinned_from_the_lock_with_their_closure(artifact):
-    lines = [
-        line
-        for line in artifact.requirements.read_text().splitlines()
-        if line and not line.startswith("#")
-    ]
+    from orchestration.artifact import hashed_pins
+
+    lines = hashed_pins(artifact.requirements.read_text())
     lock_lines = {line.strip() for line in LOCK_FILE.read_text().splitlines()}
     assert lines
     assert all("==" in line and line in lock_lines for line in lines)
@@ -164,3 +163,28 @@ def test_build_jobs_cli_uploads_to_the_configured_bucket(use_env, localstack, tm
     assert "spark_jobs.zip" in keys
     assert "bootstrap/install_job_deps.sh" in keys
     assert f"s3://{localstack.bucket}/artifacts/cli-test/spark_jobs.zip" in capsys.readouterr().out
+
+
+def test_every_requirement_the_bootstrap_installs_has_the_locks_hashes(artifact):
+    from orchestration.artifact import EMR_LOCK_FILE, hashed_pins
+
+    text = artifact.requirements.read_text()
+    assert text == EMR_LOCK_FILE.read_text()
+    entries = re.split(r"\n(?=\S)", text)
+    pinned = [e for e in entries if not e.startswith("#")]
+    assert len(pinned) == len(hashed_pins(text))
+    for entry in pinned:
+        assert re.search(r"--hash=sha256:[0-9a-f]{64}", entry), entry.splitlines()[0]
+    script = artifact.bootstrap.read_text()
+    assert "pip install" in script
+    assert "--require-hashes" in script
+    assert "--only-binary=:all:" in script
+
+
+def test_a_hashed_lock_behind_requirements_txt_fails_the_build(tmp_path):
+    from orchestration.artifact import EMR_LOCK_FILE, build_job_artifact
+
+    stale = tmp_path / "requirements-emr.txt"
+    stale.write_text(EMR_LOCK_FILE.read_text().replace("faker==", "faker==0.0.1+", 1))
+    with pytest.raises(ValueError, match=r"requirements-emr\.txt pins .*run `nox -s lock`"):
+        build_job_artifact(tmp_path / "out", emr_lock_file=stale)

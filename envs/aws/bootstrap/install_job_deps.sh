@@ -12,5 +12,8 @@ python_bin="${JOB_PYTHON:-/usr/bin/python3.11}"
 requirements_file="$(mktemp)"
 trap 'rm -f "$requirements_file"' EXIT
 aws s3 cp --only-show-errors "$requirements_uri" "$requirements_file"
-sudo "$python_bin" -m pip install --quiet --no-cache-dir --requirement "$requirements_file"
+# Every file must match a hash of the lock (envs/aws/bootstrap/requirements-emr.txt), and only
+# wheels: nothing is built, nothing unpinned comes along.
+sudo "$python_bin" -m pip install --quiet --no-cache-dir --require-hashes --only-binary=:all: \
+  --requirement "$requirements_file"
 "$python_bin" -m pip check
