@@ -366,6 +366,47 @@ def writes_only_where_each_role_must(template: dict) -> list[str]:
     return findings
 
 
+def data_bucket_versioned_and_logged(template: dict) -> list[str]:
+    findings = []
+    props = template["Resources"]["DataBucket"]["Properties"]
+    if props.get("VersioningConfiguration", {}).get("Status") != "Enabled":
+        findings.append("DataBucket: versioning not enabled")
+    rules = props.get("LifecycleConfiguration", {}).get("Rules", [])
+    if not any(
+        r.get("Status") == "Enabled"
+        and "NoncurrentDays" in r.get("NoncurrentVersionExpiration", {})
+        for r in rules
+    ):
+        findings.append("DataBucket: no lifecycle rule expiring noncurrent versions")
+    logging = props.get("LoggingConfiguration", {})
+    if logging.get("DestinationBucketName") != {"Ref": "LogsBucket"}:
+        findings.append("DataBucket: no access logging to LogsBucket")
+    prefix = logging.get("LogFilePrefix", "")
+    granted = [
+        statement
+        for statement in _as_list(
+            template["Resources"]["LogsBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+        )
+        if statement.get("Principal") == {"Service": "logging.s3.amazonaws.com"}
+        and statement["Effect"] == "Allow"
+    ]
+
+    def scoped_put(statement: dict) -> bool:
+        keys = {key for test in statement.get("Condition", {}).values() for key in test}
+        return (
+            _as_list(statement["Action"]) == ["s3:PutObject"]
+            and statement["Resource"] == {"Fn::Sub": f"${{LogsBucket.Arn}}/{prefix}*"}
+            and {"aws:SourceArn", "aws:SourceAccount"} <= keys
+        )
+
+    if not prefix or not any(scoped_put(statement) for statement in granted):
+        findings.append(
+            "LogsBucket: the logging service may not PutObject under the log prefix "
+            "(scoped by aws:SourceArn and aws:SourceAccount)"
+        )
+    return findings
+
+
 RULES: list[Callable[[dict], list[str]]] = [
     buckets_encrypted,
     buckets_block_public_access,
@@ -382,6 +423,7 @@ RULES: list[Callable[[dict], list[str]]] = [
     alerts_publish_only_to_the_topic,
     parameters_readable_only_under_the_secrets_path,
     writes_only_where_each_role_must,
+    data_bucket_versioned_and_logged,
 ]
 
 
@@ -400,6 +442,30 @@ def _statement(template: dict, role: str, sid: str) -> dict:
 
 # (rule, how to break the template, the finding the rule must report)
 BROKEN = [
+    (
+        data_bucket_versioned_and_logged,
+        lambda t: t["Resources"]["DataBucket"]["Properties"].pop("VersioningConfiguration"),
+        "DataBucket: versioning not enabled",
+    ),
+    (
+        data_bucket_versioned_and_logged,
+        lambda t: t["Resources"]["DataBucket"]["Properties"]["LifecycleConfiguration"][
+            "Rules"
+        ].pop(),
+        "DataBucket: no lifecycle rule expiring noncurrent versions",
+    ),
+    (
+        data_bucket_versioned_and_logged,
+        lambda t: t["Resources"]["DataBucket"]["Properties"].pop("LoggingConfiguration"),
+        "DataBucket: no access logging",
+    ),
+    (
+        data_bucket_versioned_and_logged,
+        lambda t: t["Resources"]["LogsBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"][
+            -1
+        ].pop("Condition"),
+        "LogsBucket: the logging service may not PutObject",
+    ),
     (
         alerts_publish_only_to_the_topic,
         lambda t: _statement(t, "AirflowRole", "PublishAlerts").update(Resource="*"),
