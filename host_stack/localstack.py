@@ -27,7 +27,8 @@ from botocore.exceptions import ClientError
 from host_stack.stack_settings import port_in_use
 
 LOCALSTACK_PYTHON_ENV = "LOCALSTACK_PYTHON"
-DEFAULT_SERVICES = ("s3", "sts", "iam", "cloudformation", "ec2", "ssm")
+# sns: the stack's alerts topic (envs/aws/cloudformation.yaml); the rest as the template needs.
+DEFAULT_SERVICES = ("s3", "sts", "iam", "cloudformation", "ec2", "ssm", "sns")
 
 
 class LocalStackError(RuntimeError):

@@ -58,7 +58,8 @@ UNCONDITIONAL_STATEMENTS = {
 SSM_AGENT_STATEMENT = ("AirflowRole", "SessionManagerAgent")
 # The only prefixes each role may delete or overwrite objects in (template parameters).
 WRITABLE_PREFIXES = {
-    "AirflowRole": {"${LogsBucket.Arn}/${LogsPrefix}/*"},
+    # Task logs, and the boot's report the deploy waits for (envs/aws/boot/boot.sh).
+    "AirflowRole": {"${LogsBucket.Arn}/${LogsPrefix}/*", "${LogsBucket.Arn}/boot/*"},
     "EmrNodeRole": {
         "${DataBucket.Arn}/${RawPrefix}/*",
         "${DataBucket.Arn}/${ProcessedPrefix}/*",
