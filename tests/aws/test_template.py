@@ -337,7 +337,8 @@ def alerts_publish_only_to_the_topic(template: dict) -> list[str]:
 
 
 def parameters_readable_only_under_the_secrets_path(template: dict) -> list[str]:
-    """No role may read SSM parameters outside SecretsPath (the instance's own secrets)."""
+    """No role may read SSM parameters outside SecretsPath (the instance's own secrets), but
+    the one that names the release to run (envs/aws/boot/boot.sh)."""
     findings = []
     for role, statement in _policy_statements(template):
         actions = _as_list(statement["Action"])
@@ -346,7 +347,9 @@ def parameters_readable_only_under_the_secrets_path(template: dict) -> list[str]
             continue
         for resource in _as_list(statement["Resource"]):
             text = json.dumps(resource)
-            if not re.search(r":parameter\$\{SecretsPath\}(/\*)?\"", text):
+            if not re.search(
+                r":parameter(\$\{SecretsPath\}(/\*)?|/\$\{ProjectName\}/release)\"", text
+            ):
                 findings.append(f"{role}/{statement.get('Sid', '?')}: {reads} on {text}")
     return findings
 
@@ -812,13 +815,14 @@ def test_the_instance_learns_the_topic_as_alerts_topic_arn(template):
     assert parameter["Name"] == {"Fn::Sub": "${SecretsPath}/ALERTS_TOPIC_ARN"}
     assert parameter["Value"] == {"Ref": "AlertsTopic"}
     assert "ALERTS_TOPIC_ARN" in KEYS
-    assert "aws ssm get-parameters-by-path --path ${SecretsPath}" in _user_data(template)
+    boot = (REPO_ROOT / "envs" / "aws" / "boot" / "boot.sh").read_text()
+    assert 'aws ssm get-parameters-by-path --path "$SECRETS_PATH"' in boot
     compose = (REPO_ROOT / "docker-compose.yml").read_text()
     assert "ALERTS_TOPIC_ARN: ${ALERTS_TOPIC_ARN:-}" in compose
 
 
 def test_scoped_prefixes_are_the_ones_config_and_the_cluster_config_use(template, aws_settings):
-    parameters = deploy.stack_parameters(aws_settings, "releases/0123456789ab.tar.gz")
+    parameters = deploy.stack_parameters(aws_settings, "0" * 64, "ami-0123456789abcdef0")
     assert parameters["RawPrefix"] == aws_settings.raw_prefix
     assert parameters["ProcessedPrefix"] == aws_settings.processed_prefix
     assert parameters["ArtifactPrefix"] == aws_settings.emr_job_artifact_prefix
