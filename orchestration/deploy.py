@@ -22,7 +22,6 @@ It lives beside artifact.py (which it uses) rather than in envs/aws/, which hold
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import string
@@ -36,7 +35,13 @@ from typing import Any
 from config.config import ConfigError, Settings, load_settings
 from orchestration.artifact import REPO_ROOT, JobArtifact, build_job_artifact
 from orchestration.compose_secrets import SECRET_KEYS
-from orchestration.release import Release, ReleaseError, build_release, dotenv_settings
+from orchestration.release import (
+    Release,
+    ReleaseError,
+    build_release,
+    dotenv_settings,
+    sha256_file,
+)
 
 TEMPLATE = REPO_ROOT / "envs" / "aws" / "cloudformation.yaml"
 DIST = REPO_ROOT / "dist"
@@ -361,19 +366,11 @@ def format_changes(changes: list[dict[str, Any]]) -> str:
 # --- S3 contents and secrets --------------------------------------------------------------------
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def sync_file(s3: Any, path: Path, bucket: str, key: str) -> bool:
     """Upload unless the object already has this content; True if it uploaded."""
     from botocore.exceptions import ClientError
 
-    digest = _sha256(path)
+    digest = sha256_file(path)
     try:
         head = s3.head_object(Bucket=bucket, Key=key)
         if head.get("Metadata", {}).get(SHA256_METADATA) == digest:
